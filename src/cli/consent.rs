@@ -1,0 +1,254 @@
+//! `optout-milter consent ...`: what an operator does by hand. Every write is durable
+//! before the command prints success.
+
+use super::{CliError, ConsentCommand};
+use crate::{
+    config::Config,
+    consent::{Change, Channel, ConsentRecord, ConsentValue, Scope, Source},
+    import,
+    store::{self, ConsentStore, RecordKey, Recorded},
+};
+use std::{
+    fs::File,
+    io::{self, Write},
+    time::SystemTime,
+};
+
+/// Rows written per transaction during an import: large enough to be fast, small enough
+/// that a failure loses little work.
+const IMPORT_BATCH: usize = 5_000;
+const PAGE: u32 = 10_000;
+
+pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliError> {
+    let store = store::open(&config.store_url).await?;
+    let store = store.as_ref();
+    let normalize = |a: &str| config.addresses.normalize(a);
+    let mut out = io::stdout().lock();
+    match command {
+        ConsentCommand::Set {
+            address,
+            value,
+            scope,
+            channel,
+            evidence,
+        } => {
+            let channel = email_only(&channel)?;
+            let change = Change {
+                address: normalize(&address)?,
+                channel,
+                scope,
+                value,
+                source: Source::Cli,
+                at: SystemTime::now(),
+                evidence,
+            };
+            let outcome = store.record(std::slice::from_ref(&change)).await?;
+            let word = match outcome.first() {
+                Some(Recorded::Changed) => "recorded",
+                _ => "unchanged",
+            };
+            writeln!(
+                out,
+                "{word}: {} {} {} {}",
+                change.address, change.channel, change.scope, change.value
+            )?;
+        }
+        ConsentCommand::Get { address } => {
+            let address = normalize(&address)?;
+            let records = store.records(&address).await?;
+            if records.is_empty() {
+                writeln!(
+                    out,
+                    "{address}: no records; the default ({}) applies",
+                    default_word(config)
+                )?;
+            }
+            for r in records {
+                writeln!(out, "{}", record_line(&r))?;
+            }
+        }
+        ConsentCommand::List => {
+            for_each_record(store, |r| {
+                writeln!(out, "{}", record_line(r)).map_err(CliError::from)
+            })
+            .await?;
+        }
+        ConsentCommand::History { address } => {
+            let address = normalize(&address)?;
+            let history = store.history(&address).await?;
+            if history.is_empty() {
+                writeln!(out, "{address}: no history")?;
+            }
+            for entry in history {
+                let c = entry.change;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    timestamp(c.at),
+                    c.address,
+                    c.channel,
+                    c.scope,
+                    c.value,
+                    c.source,
+                    c.evidence
+                )?;
+            }
+        }
+        ConsentCommand::Import {
+            file,
+            value,
+            scope,
+            evidence,
+        } => import(config, store, &file, value, scope, evidence).await?,
+        ConsentCommand::Export => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record([
+                "address",
+                "channel",
+                "scope",
+                "value",
+                "source",
+                "updated_at",
+                "evidence",
+            ])?;
+            for_each_record(store, |r| {
+                csv.write_record([
+                    r.address.as_str(),
+                    r.channel.as_str(),
+                    r.scope.as_str(),
+                    r.value.as_str(),
+                    r.source.as_str(),
+                    &timestamp(r.updated_at),
+                    &r.evidence,
+                ])
+                .map_err(CliError::from)
+            })
+            .await?;
+            csv.flush()?;
+        }
+    }
+    Ok(())
+}
+
+async fn import(
+    config: &Config,
+    store: &dyn ConsentStore,
+    path: &std::path::Path,
+    value: ConsentValue,
+    scope: Scope,
+    evidence: String,
+) -> Result<(), CliError> {
+    let import_error = |source| CliError::Import {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(|e| import_error(e.into()))?;
+    let rows = import::read_rows(file).map_err(import_error)?;
+    let evidence = match evidence.is_empty() {
+        true => format!("imported from {}", path.display()),
+        false => evidence,
+    };
+    let now = SystemTime::now();
+    let (mut changed, mut unchanged, mut bad) = (0usize, 0usize, 0usize);
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let total = rows.len();
+    for (line, row) in rows {
+        let address = row.and_then(|a| config.addresses.normalize(&a).map_err(|e| e.to_string()));
+        match address {
+            Ok(address) => batch.push(Change {
+                address,
+                channel: Channel::Email,
+                scope: scope.clone(),
+                value,
+                source: Source::Import,
+                at: now,
+                evidence: evidence.clone(),
+            }),
+            Err(error) => {
+                bad += 1;
+                eprintln!("{}:{line}: {error}", path.display());
+            }
+        }
+        if batch.len() == IMPORT_BATCH {
+            count(store.record(&batch).await?, &mut changed, &mut unchanged);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        count(store.record(&batch).await?, &mut changed, &mut unchanged);
+    }
+    println!(
+        "{}: {changed} changed, {unchanged} unchanged, {bad} bad",
+        path.display()
+    );
+    match bad {
+        0 => Ok(()),
+        bad => Err(CliError::BadRows { bad, total }),
+    }
+}
+
+fn count(outcomes: Vec<Recorded>, changed: &mut usize, unchanged: &mut usize) {
+    for o in outcomes {
+        match o {
+            Recorded::Changed => *changed += 1,
+            Recorded::Unchanged => *unchanged += 1,
+        }
+    }
+}
+
+async fn for_each_record(
+    store: &dyn ConsentStore,
+    mut each: impl FnMut(&ConsentRecord) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let page = store.page(after.as_ref(), PAGE).await?;
+        for record in &page {
+            each(record)?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => {
+                after = Some(RecordKey {
+                    address: last.address.as_str().to_owned(),
+                    channel: last.channel,
+                    scope: last.scope.clone(),
+                });
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn email_only(channel: &str) -> Result<Channel, CliError> {
+    match channel.parse::<Channel>().map_err(CliError::Usage)? {
+        Channel::Email => Ok(Channel::Email),
+        Channel::Sms => Err(CliError::Usage(
+            "--channel sms: phone numbers are not accepted yet; only email consent is enforced"
+                .into(),
+        )),
+    }
+}
+
+fn record_line(r: &ConsentRecord) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        r.address,
+        r.channel,
+        r.scope,
+        r.value,
+        r.source,
+        timestamp(r.updated_at),
+        r.evidence
+    )
+}
+
+fn default_word(config: &Config) -> &'static str {
+    match config.consent.default {
+        crate::consent::DefaultConsent::Yes => "y: mail is allowed",
+        crate::consent::DefaultConsent::No => "n: opt-in only, mail is refused",
+    }
+}
+
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,130 @@
+//! The command line: parse arguments with clap, load the config, run one command.
+//!
+//! Every command takes `--config`; `--store` (and `--socket` for `serve`) override the
+//! file, so one config serves the daemon and an operator's one-off commands alike.
+
+mod consent;
+mod serve;
+
+use crate::{
+    config::{self, Config, ConfigError, Overrides},
+    consent::{AddressError, ConsentValue, Scope},
+    import::ImportError,
+    store::StoreError,
+};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Enforces email opt-outs at the MTA.
+#[derive(Debug, Parser)]
+#[command(name = "optout-milter", version, about)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH, env = "OPTOUT_MILTER_CONFIG")]
+    pub config: PathBuf,
+    /// The store URL, overriding `[store] url`.
+    #[arg(long, global = true)]
+    pub store: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the milter.
+    Serve {
+        /// The milter socket, overriding `[milter] socket`.
+        #[arg(long)]
+        socket: Option<String>,
+    },
+    /// Validate the config file and exit.
+    CheckConfig,
+    /// Read and change recorded consent.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Record a consent value for an address.
+    Set {
+        address: String,
+        /// y, n, p, u, dy, dn, LI, CT, CP, VI or PI.
+        #[arg(long)]
+        value: ConsentValue,
+        /// A list id, or * for all marketing.
+        #[arg(long, default_value = "*")]
+        scope: Scope,
+        /// Only email is enforced by the milter today.
+        #[arg(long, default_value = "email")]
+        channel: String,
+        /// Why: a ticket number, who asked, how it was verified.
+        #[arg(long, default_value = "")]
+        evidence: String,
+    },
+    /// Show the current consent of an address.
+    Get { address: String },
+    /// List every current record.
+    List,
+    /// Show the audit trail of an address.
+    History { address: String },
+    /// Import addresses from a file (one per line, or an ESP's CSV export).
+    Import {
+        file: PathBuf,
+        /// The value given to every imported address.
+        #[arg(long, default_value = "n")]
+        value: ConsentValue,
+        #[arg(long, default_value = "*")]
+        scope: Scope,
+        #[arg(long, default_value = "")]
+        evidence: String,
+    },
+    /// Write every current record as CSV to standard output.
+    Export,
+}
+
+/// A command that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid address")]
+    Address(#[from] AddressError),
+    #[error("cannot import {path}")]
+    Import {
+        path: PathBuf,
+        #[source]
+        source: ImportError,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{bad} of {total} rows could not be imported (listed above); the others were")]
+    BadRows { bad: usize, total: usize },
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
+    #[error("cannot write the output")]
+    Output(#[from] std::io::Error),
+    #[error("cannot write the output")]
+    Csv(#[from] csv::Error),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let socket = match &cli.command {
+        Command::Serve { socket } => socket.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        store_url: cli.store.clone(),
+        socket,
+    };
+    let config = Config::load(&cli.config, &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve::run(config).await?,
+        Command::CheckConfig => println!("{}: OK", config.path.display()),
+        Command::Consent(command) => consent::run(&config, command).await?,
+    }
+    Ok(())
+}

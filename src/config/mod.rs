@@ -1,0 +1,293 @@
+//! Configuration: read the TOML file, apply command-line overrides, and validate it all
+//! into typed values before anything starts, so a mistake is reported once, at start, with
+//! the file and the key that hold it.
+
+mod file;
+
+use crate::{
+    classify::{Classifier, SenderPattern, SenderRule},
+    consent::{AddressPolicy, ConsentPolicy, DefaultConsent, Scope},
+    socket::SocketSpec,
+};
+use file::ConfigFile;
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/optout-milter/optout-milter.toml";
+
+/// What the milter answers when the store cannot answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// 4.x.x: the MTA keeps the mail and retries. Never lets mail through to an opt-out.
+    Tempfail,
+    /// Let the mail through: for operators who choose fail-open.
+    Accept,
+}
+
+/// What happens to a header-classified message whose every recipient opted out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllOptedOut {
+    Reject,
+    Discard,
+}
+
+/// The milter's settings.
+#[derive(Clone, Debug)]
+pub struct MilterConfig {
+    pub socket: SocketSpec,
+    pub on_store_error: OnStoreError,
+    pub store_timeout: Duration,
+    pub all_opted_out: AllOptedOut,
+    pub max_connections: usize,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    pub milter: MilterConfig,
+    pub store_url: String,
+    pub consent: ConsentPolicy,
+    pub addresses: AddressPolicy,
+    pub classifier: Classifier,
+}
+
+/// Values from the command line that take precedence over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub store_url: Option<String>,
+    pub socket: Option<String>,
+}
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, overrides and validates the config at `path`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, overrides)
+    }
+
+    /// Validates config `text`, said to come from `path`.
+    pub fn parse(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        if let Some(url) = &overrides.store_url {
+            file.store.url = url.clone();
+        }
+        if let Some(socket) = &overrides.socket {
+            file.milter.socket = socket.clone();
+        }
+        Self::from_file(path, file)
+    }
+
+    fn from_file(path: &Path, file: ConfigFile) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: &dyn fmt::Display| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.to_string(),
+        };
+        let m = &file.milter;
+        let socket = m.socket.parse().map_err(|e| invalid("milter.socket", &e))?;
+        let on_store_error = match m.on_store_error.as_str() {
+            "tempfail" => OnStoreError::Tempfail,
+            "accept" => OnStoreError::Accept,
+            other => {
+                return Err(invalid(
+                    "milter.on_store_error",
+                    &expected(other, "tempfail or accept"),
+                ));
+            }
+        };
+        let store_timeout = humantime::parse_duration(&m.store_timeout)
+            .map_err(|e| invalid("milter.store_timeout", &e))?;
+        if store_timeout.is_zero() {
+            return Err(invalid("milter.store_timeout", &"must be longer than zero"));
+        }
+        let all_opted_out = match m.all_opted_out.as_str() {
+            "reject" => AllOptedOut::Reject,
+            "discard" => AllOptedOut::Discard,
+            other => {
+                return Err(invalid(
+                    "milter.all_opted_out",
+                    &expected(other, "reject or discard"),
+                ));
+            }
+        };
+        if m.max_connections == 0 {
+            return Err(invalid("milter.max_connections", &"must be at least 1"));
+        }
+        if !file.store.url.contains(':') {
+            return Err(invalid(
+                "store.url",
+                &"expected a URL such as sqlite:///var/lib/optout-milter/consent.db",
+            ));
+        }
+        let default = match file.consent.default.as_str() {
+            "y" => DefaultConsent::Yes,
+            "n" => DefaultConsent::No,
+            other => return Err(invalid("consent.default", &expected(other, "y or n"))),
+        };
+        let separator = &file.addresses.subaddress_separator;
+        let subaddress_separator = match separator.chars().collect::<Vec<_>>()[..] {
+            [] => None,
+            [c] if !c.is_alphanumeric() && c != '@' && !c.is_whitespace() => Some(c),
+            _ => {
+                return Err(invalid(
+                    "addresses.subaddress_separator",
+                    &expected(separator, "one character such as + or -, or empty"),
+                ));
+            }
+        };
+        let header = &file.classify.list_header;
+        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(invalid(
+                "classify.list_header",
+                &expected(header, "a header field name"),
+            ));
+        }
+        let sender_rules = file
+            .classify
+            .senders
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let key = |field| format!("classify.senders[{i}].{field}");
+                Ok(SenderRule {
+                    pattern: SenderPattern::parse(&rule.sender)
+                        .map_err(|e| invalid(&key("sender"), &e))?,
+                    list: rule
+                        .list
+                        .parse::<Scope>()
+                        .map_err(|e| invalid(&key("list"), &e))?,
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
+            path: path.to_owned(),
+            milter: MilterConfig {
+                socket,
+                on_store_error,
+                store_timeout,
+                all_opted_out,
+                max_connections: m.max_connections,
+            },
+            store_url: file.store.url,
+            consent: ConsentPolicy { default },
+            addresses: AddressPolicy {
+                local_part_case_sensitive: file.addresses.local_part_case_sensitive,
+                subaddress_separator,
+            },
+            classifier: Classifier {
+                sender_rules,
+                list_header: header.clone(),
+            },
+        })
+    }
+}
+
+fn expected(got: &str, expected: &str) -> String {
+    format!("{got:?} is not allowed; expected {expected}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text, &Overrides::default())
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/optout-milter.toml");
+        let config = Config::load(&path, &Overrides::default()).unwrap();
+        assert!(!config.classifier.sender_rules.is_empty());
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.milter.socket.to_string(), "inet:127.0.0.1:8899");
+        assert_eq!(c.milter.on_store_error, OnStoreError::Tempfail);
+        assert_eq!(c.consent.default, DefaultConsent::Yes);
+        assert_eq!(c.classifier.list_header, "X-Optout-List");
+        assert_eq!(c.addresses, AddressPolicy::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = parse("[milter]\nsockett = \"inet:1@localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sockett"), "{e}");
+        assert!(e.starts_with("test.toml: "), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[milter]\nsocket = \"tcp:1\"", "milter.socket"),
+            (
+                "[milter]\non_store_error = \"maybe\"",
+                "milter.on_store_error",
+            ),
+            ("[milter]\nstore_timeout = \"soon\"", "milter.store_timeout"),
+            ("[consent]\ndefault = \"yes\"", "consent.default"),
+            (
+                "[addresses]\nsubaddress_separator = \"++\"",
+                "addresses.subaddress_separator",
+            ),
+            (
+                "[[classify.senders]]\nsender = \"@x\"",
+                "classify.senders[0].sender",
+            ),
+            (
+                "[[classify.senders]]\nsender = \"x.com\"\nlist = \"a b\"",
+                "classify.senders[0].list",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("test.toml: {key}: ")), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn command_line_overrides_win() {
+        let overrides = Overrides {
+            store_url: Some("sqlite:other.db".into()),
+            socket: Some("unix:/tmp/x.sock".into()),
+        };
+        let c =
+            Config::parse(Path::new("t"), "[store]\nurl = \"sqlite:a.db\"", &overrides).unwrap();
+        assert_eq!(c.store_url, "sqlite:other.db");
+        assert_eq!(c.milter.socket.to_string(), "unix:/tmp/x.sock");
+    }
+}

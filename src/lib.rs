@@ -1,0 +1,30 @@
+//! optout-milter enforces email opt-outs at the mail server.
+//!
+//! A milter in the MTA's outbound path refuses (or removes) every recipient who opted out of
+//! the kind of mail a message is, and lets transactional mail pass. Consent is kept per
+//! address, channel and scope with the values of the XDM consent schema, in an embedded
+//! SQLite store by default.
+//!
+//! # Layout
+//!
+//! Dependencies point downwards: the protocol adapter and the CLI call the domain and the
+//! store; the domain knows nothing of milters, SQL or the command line.
+//!
+//! - [`cli`]: the command line (`serve`, `check-config`, `consent ...`).
+//! - [`milter`]: the milter protocol adapter, its per-connection [`milter::session`] and
+//!   the socket it listens on.
+//! - [`config`]: the TOML file, validated at start into typed values.
+//! - [`classify`]: is a message marketing, and of which list.
+//! - [`consent`]: the consent domain: addresses, values, scopes, the sending decision.
+//! - [`store`]: the [`store::ConsentStore`] trait and its SQLite backend.
+//! - [`import`]: reading address lists and ESP exports.
+//! - [`socket`]: socket specifications as Postfix and Sendmail write them.
+
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod consent;
+pub mod import;
+pub mod milter;
+pub mod socket;
+pub mod store;

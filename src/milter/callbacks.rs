@@ -1,0 +1,225 @@
+//! indymilter callbacks: each one unpacks the protocol values, calls [`Session`], and turns
+//! the outcome into a milter reply. No decision is made here.
+//!
+//! Negotiation asks for the least the milter needs: the stages it reads (connect, MAIL,
+//! RCPT, headers, end of message; no HELO, DATA, end of headers or body), the actions it
+//! uses (delete recipient, change header, add header) and no reply at the stages that
+//! never refuse anything, which saves the MTA a round trip each.
+
+use super::{
+    Milter,
+    session::{EomVerdict, RcptVerdict, Session},
+};
+use indymilter::{
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
+};
+use std::{
+    collections::HashMap,
+    ffi::{CStr, CString},
+    sync::Arc,
+};
+use tracing::{error, warn};
+
+/// Per-connection data: the session and the replies the MTA agreed to do without.
+pub struct Connection {
+    session: Session,
+    noreply: ProtoOpts,
+}
+
+/// The actions the milter uses.
+pub const ACTIONS: Actions = Actions::ADD_HEADER
+    .union(Actions::CHANGE_HEADER)
+    .union(Actions::DELETE_RCPT);
+
+/// Stages whose callback never says anything but "continue".
+const NOREPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_MAIL)
+    .union(ProtoOpts::NOREPLY_HEADER);
+
+/// Builds the callbacks over the shared state.
+pub fn build(milter: Arc<Milter>) -> Callbacks<Connection> {
+    let (m1, m2, m3, m4) = (milter.clone(), milter.clone(), milter.clone(), milter);
+    Callbacks::new()
+        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_connect(|cx, _, socket| Box::pin(async move { connect(cx, socket) }))
+        .on_mail(move |cx, args| {
+            let m = m1.clone();
+            Box::pin(async move { mail(cx, &m, args) })
+        })
+        .on_rcpt(move |cx, args| {
+            let m = m2.clone();
+            Box::pin(async move { rcpt(cx, &m, args).await })
+        })
+        .on_header(move |cx, name, value| {
+            let m = m3.clone();
+            Box::pin(async move { header(cx, &m, &name, &value) })
+        })
+        .on_eom(move |cx| {
+            let m = m4.clone();
+            Box::pin(async move { eom(cx, &m).await })
+        })
+        .on_abort(|cx| {
+            Box::pin(async move {
+                if let Some(conn) = &mut cx.data {
+                    conn.session.abort();
+                }
+                Status::Continue
+            })
+        })
+}
+
+async fn negotiate(
+    cx: &mut NegotiateContext<Connection>,
+    mta_actions: Actions,
+    mta_opts: ProtoOpts,
+) -> Status {
+    if !mta_actions.contains(ACTIONS) {
+        error!(offered = ?mta_actions, needed = ?ACTIONS, "the MTA does not offer the milter actions needed");
+        return Status::Reject;
+    }
+    cx.requested_actions = ACTIONS;
+    let noreply = mta_opts & NOREPLY;
+    cx.requested_opts |= noreply;
+    let queue_id = CString::from(c"i");
+    cx.requested_macros = HashMap::from([
+        (MacroStage::Rcpt, queue_id.clone()),
+        (MacroStage::Eom, queue_id),
+    ]);
+    cx.data = Some(Connection {
+        session: Session::default(),
+        noreply,
+    });
+    Status::Continue
+}
+
+fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
+    let conn = cx.data.get_or_insert_with(|| Connection {
+        session: Session::default(),
+        noreply: ProtoOpts::empty(),
+    });
+    // Postfix gives local submissions client port 0; Sendmail gives no socket at all.
+    conn.session.local_submission = match socket {
+        SocketInfo::Inet(addr) => addr.port() == 0,
+        SocketInfo::Unix(_) => false,
+        SocketInfo::Unknown => true,
+    };
+    reply_or_continue(conn, ProtoOpts::NOREPLY_CONNECT)
+}
+
+fn mail(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>) -> Status {
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
+    let sender = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
+    conn.session.mail(milter, &sender);
+    reply_or_continue(conn, ProtoOpts::NOREPLY_MAIL)
+}
+
+async fn rcpt(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>) -> Status {
+    let queue_id = queue_id(&cx.macros);
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
+    let rcpt = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
+    match conn.session.rcpt(milter, &rcpt, &queue_id).await {
+        RcptVerdict::Continue => Status::Continue,
+        RcptVerdict::Refuse(text) => {
+            set_reply(&mut cx.reply, "550", "5.7.1", &text, Status::Reject)
+        }
+        RcptVerdict::Tempfail => tempfail(&mut cx.reply),
+    }
+}
+
+fn header(cx: &mut Context<Connection>, milter: &Milter, name: &CStr, value: &CStr) -> Status {
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
+    conn.session
+        .header(milter, &name.to_string_lossy(), &value.to_string_lossy());
+    reply_or_continue(conn, ProtoOpts::NOREPLY_HEADER)
+}
+
+async fn eom(cx: &mut EomContext<Connection>, milter: &Milter) -> Status {
+    let queue_id = queue_id(&cx.macros);
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
+    let plan = conn.session.eom(milter, &queue_id).await;
+    if let EomVerdict::Tempfail = plan.verdict {
+        return tempfail(&mut cx.reply);
+    }
+    let header = milter.config.classifier.list_header.as_str();
+    // Delete from the last copy down, so the indexes of the others stay valid.
+    for index in (1..=plan.list_headers).rev() {
+        if let Err(e) = cx
+            .actions
+            .change_header(header, index, None::<CString>)
+            .await
+        {
+            error!(queue_id, error = %e, "cannot remove the list header");
+            return tempfail(&mut cx.reply);
+        }
+    }
+    for rcpt in &plan.remove {
+        if let Err(e) = cx.actions.delete_recipient(rcpt.as_str()).await {
+            error!(queue_id, rcpt, error = %e, "cannot remove an opted-out recipient");
+            return tempfail(&mut cx.reply);
+        }
+    }
+    match plan.verdict {
+        EomVerdict::RejectAll => set_reply(
+            &mut cx.reply,
+            "550",
+            "5.7.1",
+            "every recipient has opted out of this mail",
+            Status::Reject,
+        ),
+        EomVerdict::DiscardAll => Status::Discard,
+        EomVerdict::Continue | EomVerdict::Tempfail => Status::Continue,
+    }
+}
+
+fn reply_or_continue(conn: &Connection, stage: ProtoOpts) -> Status {
+    match conn.noreply.contains(stage) {
+        true => Status::Noreply,
+        false => Status::Continue,
+    }
+}
+
+fn queue_id(macros: &indymilter::Macros) -> String {
+    macros.get(c"i").map_or_else(
+        || "NOQUEUE".to_owned(),
+        |id| id.to_string_lossy().into_owned(),
+    )
+}
+
+fn tempfail(reply: &mut impl SetErrorReply) -> Status {
+    set_reply(
+        reply,
+        "451",
+        "4.3.0",
+        "opt-out status cannot be checked now, try again later",
+        Status::Tempfail,
+    )
+}
+
+fn set_reply(
+    reply: &mut impl SetErrorReply,
+    code: &str,
+    xcode: &str,
+    text: &str,
+    status: Status,
+) -> Status {
+    // A text that the protocol cannot carry (a stray NUL or %) still gets the status.
+    if let Err(e) = reply.set_error_reply(code, Some(xcode), [text.replace('%', "%%")]) {
+        warn!(error = %e, text, "cannot set the SMTP reply text");
+    }
+    status
+}

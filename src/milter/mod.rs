@@ -1,0 +1,34 @@
+//! The milter: the MTA's view of optout-milter.
+//!
+//! [`listener`] binds the socket, [`callbacks`] adapts indymilter's callbacks to
+//! [`session`], which holds the per-connection state and makes every decision through the
+//! consent domain and the store. Nothing outside this module knows the milter protocol.
+
+pub mod callbacks;
+pub mod listener;
+pub mod session;
+
+use crate::{config::Config, store::ConsentStore};
+use std::{future::Future, io, sync::Arc};
+
+pub use listener::{MilterListener, bind};
+
+/// What every milter connection shares: the validated config and the store.
+pub struct Milter {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn ConsentStore>,
+}
+
+/// Serves milter connections on `listener` until `shutdown` resolves, then waits for the
+/// open sessions to end.
+pub async fn run(
+    listener: MilterListener,
+    milter: Arc<Milter>,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let config = indymilter::Config {
+        max_connections: milter.config.milter.max_connections,
+        ..Default::default()
+    };
+    indymilter::run(listener, callbacks::build(milter), config, shutdown).await
+}

@@ -1,0 +1,249 @@
+//! One MTA connection and the message in it: what is known so far, and every decision.
+//!
+//! The callbacks feed plain values in and carry the outcomes back to the MTA; this file
+//! holds no protocol types, so the rules read in one place:
+//!
+//! - A sender rule makes the message marketing at MAIL FROM. Over SMTP each opted-out
+//!   recipient is then refused at RCPT with `550 5.7.1`, and the others go on.
+//! - The list header makes it marketing only after the headers, so opted-out recipients
+//!   are removed at end of message; if none remain the message is rejected or discarded.
+//! - Local submissions (Postfix `non_smtpd_milters`: the `sendmail` command and pickup)
+//!   must not see a RCPT reject: Postfix would call it a configuration error and keep the
+//!   message in the queue. Postfix emulates SMTP for them with client port 0 (and a real
+//!   client never has port 0), so for those every refusal becomes a removal at end of
+//!   message.
+//! - The list header is removed from every message before it leaves.
+//! - When the store fails, the answer is a temporary failure (or, if the operator chose
+//!   fail-open, acceptance); never a silent delivery to an opted-out address.
+
+use super::Milter;
+use crate::{
+    config::{AllOptedOut, OnStoreError},
+    consent::{Address, BlockReason, Channel, Decision, Scope},
+    store::StoreError,
+};
+use tracing::{info, warn};
+
+/// The per-connection state.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The MTA emulates SMTP for a local submission (see the module docs).
+    pub local_submission: bool,
+    message: Message,
+}
+
+/// What is known of the current message.
+#[derive(Debug, Default)]
+struct Message {
+    sender_list: Option<Scope>,
+    recipients: Vec<Recipient>,
+    header_list: Option<Scope>,
+    list_headers: i32,
+}
+
+/// An accepted recipient.
+#[derive(Debug)]
+struct Recipient {
+    /// As the MTA sent it: what it expects back when the recipient is removed.
+    raw: String,
+    /// `None` when the address cannot be normalized; nothing can be stored for it, so
+    /// nothing can block it.
+    address: Option<Address>,
+    /// The list it was already checked for at RCPT.
+    checked_for: Option<Scope>,
+}
+
+/// The answer to one RCPT.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RcptVerdict {
+    Continue,
+    /// `550 5.7.1` with this text.
+    Refuse(String),
+    /// `451 4.3.0`: the store could not answer.
+    Tempfail,
+}
+
+/// The answer at end of message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EomVerdict {
+    Continue,
+    /// `550 5.7.1`: every recipient opted out.
+    RejectAll,
+    DiscardAll,
+    /// `451 4.3.0`: the store could not answer.
+    Tempfail,
+}
+
+/// The changes to make at end of message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EomPlan {
+    /// How many list headers to delete.
+    pub list_headers: i32,
+    /// Recipients to remove, as the MTA sent them.
+    pub remove: Vec<String>,
+    pub verdict: EomVerdict,
+}
+
+/// The store failed or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store did not answer within the store timeout")]
+    Timeout,
+}
+
+impl Session {
+    /// MAIL FROM: a new message begins.
+    pub fn mail(&mut self, milter: &Milter, sender: &str) {
+        let config = &milter.config;
+        let sender_list = config
+            .addresses
+            .normalize(sender)
+            .ok()
+            .and_then(|a| config.classifier.by_sender(&a).cloned());
+        self.message = Message {
+            sender_list,
+            ..Message::default()
+        };
+    }
+
+    /// RCPT TO: refuse the recipient now when the list is known and the MTA allows it.
+    pub async fn rcpt(&mut self, milter: &Milter, rcpt: &str, queue_id: &str) -> RcptVerdict {
+        let address = match milter.config.addresses.normalize(rcpt) {
+            Ok(address) => Some(address),
+            Err(error) => {
+                warn!(queue_id, rcpt, %error, "recipient cannot be normalized; not checked");
+                None
+            }
+        };
+        let mut recipient = Recipient {
+            raw: rcpt.to_owned(),
+            address,
+            checked_for: None,
+        };
+        if let (Some(list), Some(address), false) = (
+            &self.message.sender_list,
+            &recipient.address,
+            self.local_submission,
+        ) {
+            match decide(milter, address, list).await {
+                Ok(Decision::Allow) => recipient.checked_for = Some(list.clone()),
+                Ok(Decision::Block(reason)) => {
+                    info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient refused");
+                    return RcptVerdict::Refuse(refusal_text(address, list));
+                }
+                Err(error) => match milter.config.milter.on_store_error {
+                    OnStoreError::Tempfail => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient deferred");
+                        return RcptVerdict::Tempfail;
+                    }
+                    OnStoreError::Accept => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient accepted (fail-open)");
+                        recipient.checked_for = Some(list.clone());
+                    }
+                },
+            }
+        }
+        self.message.recipients.push(recipient);
+        RcptVerdict::Continue
+    }
+
+    /// A header: the list header names the list (the first one counts) and is counted so
+    /// that every copy can be removed.
+    pub fn header(&mut self, milter: &Milter, name: &str, value: &str) {
+        let classifier = &milter.config.classifier;
+        if !classifier.is_list_header(name) {
+            return;
+        }
+        self.message.list_headers += 1;
+        if self.message.header_list.is_none() {
+            let list = classifier.by_header(value).unwrap_or_else(|all| {
+                warn!(
+                    value,
+                    "list header is not a valid list id; treated as all marketing"
+                );
+                all
+            });
+            self.message.header_list = Some(list);
+        }
+    }
+
+    /// End of message: which recipients to remove, and the message's fate.
+    pub async fn eom(&mut self, milter: &Milter, queue_id: &str) -> EomPlan {
+        let message = std::mem::take(&mut self.message);
+        let mut plan = EomPlan {
+            list_headers: message.list_headers,
+            remove: Vec::new(),
+            verdict: EomVerdict::Continue,
+        };
+        let Some(list) = message.header_list.or(message.sender_list) else {
+            return plan;
+        };
+        for recipient in &message.recipients {
+            let Some(address) = &recipient.address else {
+                continue;
+            };
+            if recipient.checked_for.as_ref() == Some(&list) {
+                continue;
+            }
+            match decide(milter, address, &list).await {
+                Ok(Decision::Allow) => {}
+                Ok(Decision::Block(reason)) => {
+                    info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
+                    plan.remove.push(recipient.raw.clone());
+                }
+                Err(error) => match milter.config.milter.on_store_error {
+                    OnStoreError::Tempfail => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
+                        plan.remove.clear();
+                        plan.verdict = EomVerdict::Tempfail;
+                        return plan;
+                    }
+                    OnStoreError::Accept => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient kept (fail-open)");
+                    }
+                },
+            }
+        }
+        if !plan.remove.is_empty() && plan.remove.len() == message.recipients.len() {
+            plan.remove.clear();
+            plan.verdict = match milter.config.milter.all_opted_out {
+                AllOptedOut::Reject => EomVerdict::RejectAll,
+                AllOptedOut::Discard => EomVerdict::DiscardAll,
+            };
+            info!(queue_id, %list, verdict = ?plan.verdict, "every recipient opted out");
+        }
+        plan
+    }
+
+    /// The message was aborted: forget it.
+    pub fn abort(&mut self) {
+        self.message = Message::default();
+    }
+}
+
+async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Decision, LookupError> {
+    let lookup = milter.store.scoped_values(address, Channel::Email, list);
+    let values = tokio::time::timeout(milter.config.milter.store_timeout, lookup)
+        .await
+        .map_err(|_| LookupError::Timeout)??;
+    Ok(milter
+        .config
+        .consent
+        .decide(list, values.iter().map(|(scope, value)| (scope, *value))))
+}
+
+fn refusal_text(address: &Address, list: &Scope) -> String {
+    match list {
+        Scope::All => format!("<{address}>: recipient has opted out of marketing mail"),
+        Scope::List(id) => format!("<{address}>: recipient has opted out of list {id}"),
+    }
+}
+
+fn describe(reason: &BlockReason) -> String {
+    match reason {
+        BlockReason::OptedOut { scope, value } => format!("{value} at {scope}"),
+        BlockReason::NoConsent => "no consent (opt-in only)".into(),
+    }
+}

@@ -1,0 +1,104 @@
+//! Where consent lives: a trait the milter, the web front and the CLI call, and its
+//! backends, chosen by the URL in `[store] url`.
+//!
+//! The trait hands out boxed futures so that the daemon holds one `Arc<dyn ConsentStore>`
+//! whatever the backend; a heap allocation per lookup costs nothing next to the query.
+//! Every write is durable when its future resolves: callers acknowledge an opt-out (HTTP
+//! 200, SMTP 250, CLI success) only after that.
+
+mod error;
+pub mod sqlite;
+
+pub use error::StoreError;
+
+use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
+use std::{future::Future, pin::Pin, sync::Arc};
+
+/// A boxed future of a store operation.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The value changed; the change is in the current state and in the history.
+    Changed,
+    /// The same value was already recorded; nothing was written.
+    Unchanged,
+}
+
+/// The key of a record, used to page through the whole store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordKey {
+    pub address: String,
+    pub channel: Channel,
+    pub scope: Scope,
+}
+
+/// The operations every backend provides.
+pub trait ConsentStore: Send + Sync {
+    /// The values recorded for `address` on `channel` at scope `list` and at `*`: all the
+    /// milter needs to decide.
+    fn scoped_values<'a>(
+        &'a self,
+        address: &'a Address,
+        channel: Channel,
+        list: &'a Scope,
+    ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>>;
+
+    /// Applies `changes` in one durable transaction, each to the current state and the
+    /// history. A change to the value already recorded writes nothing.
+    fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>>;
+
+    /// Every current record of `address`, on all channels and scopes.
+    fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>>;
+
+    /// Up to `limit` records in key order, starting after `after`.
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<ConsentRecord>>;
+
+    /// The audit trail of `address`, oldest first.
+    fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>>;
+
+    /// Checks that the store answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Opens the store named by `url`, creating and migrating it when the backend allows.
+pub async fn open(url: &str) -> Result<Arc<dyn ConsentStore>, StoreError> {
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
+        _ => Err(StoreError::UnsupportedUrl(redact(url))),
+    }
+}
+
+/// `url` without a password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let userinfo = &url[start + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://milter:secret@db/consent"),
+            "postgres://milter:***@db/consent"
+        );
+        assert_eq!(
+            super::redact("sqlite:///var/lib/x.db"),
+            "sqlite:///var/lib/x.db"
+        );
+    }
+}

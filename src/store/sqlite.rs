@@ -1,0 +1,244 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! `synchronous = FULL` makes every commit reach the disk before it returns, so an opt-out
+//! that was acknowledged survives a power cut. Writers start with `BEGIN IMMEDIATE` so that
+//! two concurrent writers wait for each other (busy timeout) instead of failing on a lock
+//! upgrade.
+
+use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture, redact};
+use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+};
+use std::{
+    str::FromStr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url` (`sqlite:PATH`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            url: redact(url),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    async fn record_all(&self, changes: &[Change]) -> Result<Vec<Recorded>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT value FROM consent WHERE address = ? AND channel = ? AND scope = ?",
+            )
+            .bind(change.address.as_str())
+            .bind(change.channel.as_str())
+            .bind(change.scope.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if current.as_deref() == Some(change.value.as_str()) {
+                outcomes.push(Recorded::Unchanged);
+                continue;
+            }
+            let at = to_millis(change.at);
+            sqlx::query(
+                "INSERT INTO consent (address, channel, scope, value, source, updated_at, evidence)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (address, channel, scope) DO UPDATE SET
+                   value = excluded.value, source = excluded.source,
+                   updated_at = excluded.updated_at, evidence = excluded.evidence",
+            )
+            .bind(change.address.as_str())
+            .bind(change.channel.as_str())
+            .bind(change.scope.as_str())
+            .bind(change.value.as_str())
+            .bind(change.source.as_str())
+            .bind(at)
+            .bind(&change.evidence)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO consent_history
+                   (address, channel, scope, value, source, recorded_at, evidence)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(change.address.as_str())
+            .bind(change.channel.as_str())
+            .bind(change.scope.as_str())
+            .bind(change.value.as_str())
+            .bind(change.source.as_str())
+            .bind(at)
+            .bind(&change.evidence)
+            .execute(&mut *tx)
+            .await?;
+            outcomes.push(Recorded::Changed);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+impl ConsentStore for SqliteStore {
+    fn scoped_values<'a>(
+        &'a self,
+        address: &'a Address,
+        channel: Channel,
+        list: &'a Scope,
+    ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT scope, value FROM consent
+                 WHERE address = ? AND channel = ? AND scope IN (?, '*')",
+            )
+            .bind(address.as_str())
+            .bind(channel.as_str())
+            .bind(list.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((parse_scope(row.get("scope"))?, parse(row.get("value"))?)))
+                .collect()
+        })
+    }
+
+    fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
+        Box::pin(self.record_all(changes))
+    }
+
+    fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM consent WHERE address = ? ORDER BY channel, scope"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(address.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        Box::pin(async move {
+            let (address, channel, scope) = match after {
+                Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
+                None => ("", "", ""),
+            };
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM consent
+                 WHERE (address, channel, scope) > (?, ?, ?)
+                 ORDER BY address, channel, scope LIMIT ?"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(address)
+                .bind(channel)
+                .bind(scope)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, address, channel, scope, value, source, recorded_at, evidence
+                 FROM consent_history WHERE address = ? ORDER BY id",
+            )
+            .bind(address.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(HistoryEntry {
+                        id: row.get("id"),
+                        change: Change {
+                            address: Address::from_stored(row.get("address")),
+                            channel: parse(row.get("channel"))?,
+                            scope: parse_scope(row.get("scope"))?,
+                            value: parse(row.get("value"))?,
+                            source: parse(row.get("source"))?,
+                            at: from_millis(row.get("recorded_at")),
+                            evidence: row.get("evidence"),
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1 FROM consent LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
+    Ok(ConsentRecord {
+        address: Address::from_stored(row.get("address")),
+        channel: parse(row.get("channel"))?,
+        scope: parse_scope(row.get("scope"))?,
+        value: parse(row.get("value"))?,
+        source: parse(row.get("source"))?,
+        updated_at: from_millis(row.get("updated_at")),
+        evidence: row.get("evidence"),
+    })
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_scope(s: &str) -> Result<Scope, StoreError> {
+    parse(s)
+}
+
+pub(crate) fn to_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
