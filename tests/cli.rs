@@ -1,0 +1,129 @@
+//! The command line as an operator uses it: the real binary, a config file, a store.
+
+use std::{fs, path::Path, process::Command};
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn cli(config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("OPTOUT_MILTER_LOG", "warn")
+        .output()
+        .expect("run optout-milter");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("optout-milter.toml");
+    let db = dir.path().join("consent.db");
+    fs::write(
+        &config,
+        format!("[store]\nurl = \"sqlite:{}\"\n[addresses]\nsubaddress_separator = \"+\"\n", db.display()),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_with_its_name_and_file() {
+    let (dir, config) = setup();
+    fs::write(&config, "[milter]\nsocket = \"inet:127.0.0.1:8899\"\non_stor_error = \"accept\"\n").unwrap();
+    let run = cli(&config, &["check-config"]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("on_stor_error"), "{}", run.stderr);
+    assert!(run.stderr.contains(&config.display().to_string()), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    drop(dir);
+}
+
+#[test]
+fn check_config_accepts_the_example_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/optout-milter.toml");
+    let run = cli(&example, &["check-config"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("OK"));
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let run = cli(Path::new("/nonexistent/optout.toml"), &["check-config"]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("cannot read config file /nonexistent/optout.toml"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn set_get_and_history_with_normalized_addresses() {
+    let (_dir, config) = setup();
+    let set = cli(
+        &config,
+        &["consent", "set", "Jane+News@Bücher.Example", "--value", "n", "--scope", "weekly", "--evidence", "ticket 42"],
+    );
+    assert!(set.ok, "{}", set.stderr);
+    assert!(set.stdout.starts_with("recorded: jane@xn--bcher-kva.example email weekly n"), "{}", set.stdout);
+    let again = cli(&config, &["consent", "set", "jane@bücher.example", "--value", "n", "--scope", "weekly"]);
+    assert!(again.stdout.starts_with("unchanged:"), "{}", again.stdout);
+    let back = cli(&config, &["consent", "set", "jane@bücher.example", "--value", "y", "--scope", "weekly"]);
+    assert!(back.ok);
+    let get = cli(&config, &["consent", "get", "JANE@xn--bcher-kva.example"]);
+    assert!(get.stdout.contains("email\tweekly\ty\tcli"), "{}", get.stdout);
+    let history = cli(&config, &["consent", "history", "jane@bücher.example"]);
+    let lines: Vec<_> = history.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", history.stdout);
+    assert!(lines[0].contains("\tn\tcli\tticket 42"), "{}", lines[0]);
+    assert!(lines[1].contains("\ty\tcli\t"), "{}", lines[1]);
+}
+
+#[test]
+fn bad_addresses_and_values_are_clear_errors() {
+    let (_dir, config) = setup();
+    let run = cli(&config, &["consent", "set", "not-an-address", "--value", "n"]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("invalid address") && run.stderr.contains("not-an-address"), "{}", run.stderr);
+    let run = cli(&config, &["consent", "set", "a@example.com", "--value", "maybe"]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("maybe"), "{}", run.stderr);
+}
+
+#[test]
+fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
+    let (dir, config) = setup();
+    let file = dir.path().join("mailchimp.csv");
+    fs::write(
+        &file,
+        "\"Email Address\",\"First Name\"\n\
+         one@example.com,One\n\
+         not an address,Bad\n\
+         \"Two@Example.com\",\"Two, Jr\"\n",
+    )
+    .unwrap();
+    let first = cli(&config, &["consent", "import", file.to_str().unwrap()]);
+    assert!(!first.ok, "bad rows must make the command fail");
+    assert!(first.stdout.contains("2 changed, 0 unchanged, 1 bad"), "{}", first.stdout);
+    assert!(first.stderr.contains(&format!("{}:3:", file.display())), "{}", first.stderr);
+    let second = cli(&config, &["consent", "import", file.to_str().unwrap()]);
+    assert!(second.stdout.contains("0 changed, 2 unchanged, 1 bad"), "{}", second.stdout);
+    let export = cli(&config, &["consent", "export"]);
+    assert!(export.ok);
+    let lines: Vec<_> = export.stdout.lines().collect();
+    assert_eq!(lines[0], "address,channel,scope,value,source,updated_at,evidence");
+    assert_eq!(lines.len(), 3, "{}", export.stdout);
+    assert!(lines[1].starts_with("one@example.com,email,*,n,import,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("two@example.com,email,*,n,import,"), "{}", lines[2]);
+    let list = cli(&config, &["consent", "list"]);
+    assert_eq!(list.stdout.lines().count(), 2, "{}", list.stdout);
+}

@@ -1,0 +1,99 @@
+//! Test support: the real milter started in-process on port 0 over a fresh SQLite store,
+//! and small helpers to record consent in it.
+#![allow(dead_code)]
+
+use optout_milter::{
+    config::{Config, Overrides},
+    consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
+    milter::{self, Milter, listener::local_addr},
+    store::{self, ConsentStore},
+};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The config every test starts from; `extra` is appended (TOML tables only).
+pub const BASE_CONFIG: &str = r#"
+[milter]
+socket = "inet:127.0.0.1:0"
+store_timeout = "2s"
+
+[[classify.senders]]
+sender = "news@example.com"
+list = "weekly-news"
+
+[[classify.senders]]
+sender = "*.promo.example.com"
+list = "*"
+"#;
+
+/// A running milter and its store.
+pub struct TestMilter {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn ConsentStore>,
+    pub db_url: String,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the milter with `BASE_CONFIG` and `milter_keys` added to its `[milter]` table and
+/// `extra` tables after it.
+pub async fn start(milter_keys: &str, extra: &str) -> TestMilter {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite:{}", dir.path().join("consent.db").display());
+    let text = BASE_CONFIG.replace(
+        "[milter]\n",
+        &format!("[milter]\n{milter_keys}\n"),
+    ) + extra;
+    let overrides = Overrides {
+        store_url: Some(db_url.clone()),
+        socket: None,
+    };
+    let config = Config::parse(Path::new("test.toml"), &text, &overrides).expect("test config");
+    let store = store::open(&db_url).await.expect("store");
+    let listener = milter::bind(&config.milter.socket).await.expect("bind");
+    let addr = local_addr(&listener).expect("tcp listener");
+    let (tx, rx) = oneshot::channel::<()>();
+    let milter = Arc::new(Milter {
+        config: Arc::new(config),
+        store: store.clone(),
+    });
+    let task = tokio::spawn(milter::run(listener, milter, async {
+        let _ = rx.await;
+    }));
+    TestMilter {
+        addr,
+        store,
+        db_url,
+        dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestMilter {
+    /// Records `value` for `address` at `scope` as the CLI would.
+    pub async fn set(&self, address: &str, scope: &str, value: ConsentValue) {
+        let change = Change {
+            address: AddressPolicy::default().normalize(address).expect("address"),
+            channel: Channel::Email,
+            scope: scope.parse::<Scope>().expect("scope"),
+            value,
+            source: Source::Cli,
+            at: SystemTime::now(),
+            evidence: "test".into(),
+        };
+        self.store.record(&[change]).await.expect("record");
+    }
+
+    /// Stops the milter and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("milter task").expect("milter result");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The milter as an MTA sees it: the real daemon on port 0, driven by indymilter-test.
+
+mod common;
+
+use common::start;
+use indymilter_test::{EomAction, Status, TestConnection};
+use optout_milter::consent::ConsentValue::{No, Yes};
+use std::ffi::CString;
+
+const SMTP_CLIENT: &str = "192.0.2.10:41234";
+const LOCAL_SUBMISSION: &str = "127.0.0.1:0";
+
+async fn open(addr: std::net::SocketAddr, client: &str) -> TestConnection {
+    let mut conn = TestConnection::open(addr).await.expect("open");
+    let client: std::net::SocketAddr = client.parse().expect("client address");
+    let status = conn.connect("client.example", client).await.expect("connect");
+    assert!(matches!(status, Status::Noreply | Status::Continue), "{status:?}");
+    conn
+}
+
+fn reject_text(status: &Status) -> String {
+    match status {
+        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
+            m.to_string_lossy().into_owned()
+        }
+        other => panic!("expected a reply with text, got {other:?}"),
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("no NUL")
+}
+
+#[tokio::test]
+async fn negotiates_only_what_it_needs() {
+    let milter = start("", "").await;
+    let conn = TestConnection::open(milter.addr).await.unwrap();
+    use indymilter::{Actions, ProtoOpts};
+    assert_eq!(
+        conn.negotiated_actions(),
+        Actions::ADD_HEADER | Actions::CHANGE_HEADER | Actions::DELETE_RCPT
+    );
+    let opts = conn.negotiated_opts();
+    for skipped in [ProtoOpts::NO_HELO, ProtoOpts::NO_DATA, ProtoOpts::NO_EOH, ProtoOpts::NO_BODY] {
+        assert!(opts.contains(skipped), "{skipped:?} not negotiated: {opts:?}");
+    }
+    for quiet in [ProtoOpts::NOREPLY_CONNECT, ProtoOpts::NOREPLY_MAIL, ProtoOpts::NOREPLY_HEADER] {
+        assert!(opts.contains(quiet), "{quiet:?} not negotiated: {opts:?}");
+    }
+    assert!(!opts.contains(ProtoOpts::NO_RCPT));
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn opted_out_recipient_is_refused_at_rcpt_and_others_go_on() {
+    let milter = start("", "").await;
+    milter.set("Gone@Example.org", "weekly-news", No).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    let refused = conn.rcpt(["<gone@example.org>"]).await.unwrap();
+    let text = reject_text(&refused);
+    assert!(text.starts_with("550 5.7.1 "), "{text}");
+    assert!(text.contains("<gone@example.org>") && text.contains("opted out"), "{text}");
+    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    conn.header("Subject", "Weekly news").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.actions.is_empty(), "{actions:?}");
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn a_global_opt_out_blocks_every_list_but_a_list_opt_out_only_its_list() {
+    let milter = start("", "").await;
+    milter.set("all@example.org", "*", No).await;
+    milter.set("promo-only@example.org", "promotions", No).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    assert!(matches!(conn.rcpt(["<all@example.org>"]).await.unwrap(), Status::Reject { .. }));
+    assert_eq!(conn.rcpt(["<promo-only@example.org>"]).await.unwrap(), Status::Continue);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn transactional_mail_is_untouched() {
+    let milter = start("", "").await;
+    milter.set("gone@example.org", "*", No).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<receipts@shop.example.com>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<gone@example.org>"]).await.unwrap(), Status::Continue);
+    conn.header("Subject", "Your receipt").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.actions.is_empty(), "{actions:?}");
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn header_classified_mail_loses_opted_out_recipients_and_the_header() {
+    let milter = start("", "").await;
+    milter.set("gone@example.org", "deals", No).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<app@shop.example.com>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<Gone@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    conn.header("X-Optout-List", "Deals").await.unwrap();
+    conn.header("x-optout-list", "ignored-second-copy").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.has_delete_recipient("<Gone@example.org>"), "{actions:?}");
+    assert!(!actions.has_delete_recipient("<stays@example.org>"), "{actions:?}");
+    assert!(actions.has_delete_header("X-Optout-List", 1), "{actions:?}");
+    assert!(actions.has_delete_header("X-Optout-List", 2), "{actions:?}");
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn every_recipient_opted_out_rejects_or_discards_as_configured() {
+    for (keys, expect_discard) in [("", false), ("all_opted_out = \"discard\"", true)] {
+        let milter = start(keys, "").await;
+        milter.set("a@example.org", "*", No).await;
+        milter.set("b@example.org", "deals", No).await;
+        let mut conn = open(milter.addr, SMTP_CLIENT).await;
+        conn.mail(["<app@shop.example.com>"]).await.unwrap();
+        conn.rcpt(["<a@example.org>"]).await.unwrap();
+        conn.rcpt(["<b@example.org>"]).await.unwrap();
+        conn.header("X-Optout-List", "deals").await.unwrap();
+        let (actions, status) = conn.eom().await.unwrap();
+        assert!(
+            !actions.actions.iter().any(|a| matches!(a, EomAction::DeleteRecipient { .. })),
+            "{actions:?}"
+        );
+        if expect_discard {
+            assert_eq!(status, Status::Discard);
+        } else {
+            let text = reject_text(&status);
+            assert!(text.starts_with("550 5.7.1 ") && text.contains("opted out"), "{text}");
+        }
+        conn.close().await.unwrap();
+        milter.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn local_submissions_get_removals_instead_of_rcpt_rejects() {
+    let milter = start("", "").await;
+    milter.set("gone@example.org", "weekly-news", No).await;
+    let mut conn = open(milter.addr, LOCAL_SUBMISSION).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<gone@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert_eq!(
+        actions.actions,
+        [EomAction::DeleteRecipient { rcpt: c("<gone@example.org>") }]
+    );
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn opt_in_only_refuses_addresses_without_consent() {
+    let milter = start("", "[consent]\ndefault = \"n\"\n").await;
+    milter.set("fan@example.org", "weekly-news", Yes).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    assert!(matches!(conn.rcpt(["<stranger@example.org>"]).await.unwrap(), Status::Reject { .. }));
+    assert_eq!(conn.rcpt(["<fan@example.org>"]).await.unwrap(), Status::Continue);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// Breaks the store under the running milter: its table disappears, so every lookup fails.
+async fn break_store(db_url: &str) {
+    use sqlx::{Connection, SqliteConnection};
+    let mut db = SqliteConnection::connect(db_url).await.unwrap();
+    sqlx::query("DROP TABLE consent").execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_store_gives_temporary_failures_never_acceptance() {
+    let milter = start("", "").await;
+    break_store(&milter.db_url).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    let text = reject_text(&conn.rcpt(["<anyone@example.org>"]).await.unwrap());
+    assert!(text.starts_with("451 4.3.0 "), "{text}");
+    conn.abort().await.unwrap();
+    // Header-classified: the whole message is deferred at end of message.
+    conn.mail(["<app@shop.example.com>"]).await.unwrap();
+    conn.rcpt(["<anyone@example.org>"]).await.unwrap();
+    conn.header("X-Optout-List", "deals").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert!(reject_text(&status).starts_with("451 4.3.0 "), "{status:?}");
+    assert!(actions.actions.is_empty(), "{actions:?}");
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn fail_open_accepts_when_the_operator_chose_it() {
+    let milter = start("on_store_error = \"accept\"", "").await;
+    break_store(&milter.db_url).await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<anyone@example.org>"]).await.unwrap(), Status::Continue);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn unnormalizable_recipients_and_senders_never_break_the_session() {
+    let milter = start("", "").await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<postmaster>"]).await.unwrap(), Status::Continue);
+    conn.header("X-Optout-List", "weekly news!").await.unwrap();
+    let (_, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn serves_unix_domain_sockets() {
+    use optout_milter::{config::{Config, Overrides}, milter::{self, Milter}, store};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let overrides = Overrides {
+        store_url: Some(format!("sqlite:{}", dir.path().join("c.db").display())),
+        socket: Some(format!("unix:{}", socket.display())),
+    };
+    let text = "[[classify.senders]]\nsender = \"news@example.com\"\n";
+    let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
+    let store = store::open(&config.store_url).await.unwrap();
+    let listener = milter::bind(&config.milter.socket).await.unwrap();
+    let m = Arc::new(Milter { config: Arc::new(config), store: store.clone() });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(milter::run(listener, m, async { let _ = rx.await; }));
+    let mut conn = TestConnection::configure().open_unix(&socket).await.unwrap();
+    conn.connect("client.example", "192.0.2.1:1234".parse::<std::net::SocketAddr>().unwrap()).await.unwrap();
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    assert_eq!(conn.rcpt(["<x@example.org>"]).await.unwrap(), Status::Continue);
+    conn.close().await.unwrap();
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
