@@ -1,4 +1,5 @@
 //! The command line as an operator uses it: the real binary, a config file, a store.
+#![allow(clippy::unwrap_used)] // tests fail loudly
 
 use std::{fs, path::Path, process::Command};
 
@@ -29,7 +30,10 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let db = dir.path().join("consent.db");
     fs::write(
         &config,
-        format!("[store]\nurl = \"sqlite:{}\"\n[addresses]\nsubaddress_separator = \"+\"\n", db.display()),
+        format!(
+            "[store]\nurl = \"sqlite:{}\"\n[addresses]\nsubaddress_separator = \"+\"\n",
+            db.display()
+        ),
     )
     .unwrap();
     (dir, config)
@@ -38,11 +42,19 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn an_unknown_config_key_is_refused_with_its_name_and_file() {
     let (dir, config) = setup();
-    fs::write(&config, "[milter]\nsocket = \"inet:127.0.0.1:8899\"\non_stor_error = \"accept\"\n").unwrap();
+    fs::write(
+        &config,
+        "[milter]\nsocket = \"inet:127.0.0.1:8899\"\non_stor_error = \"accept\"\n",
+    )
+    .unwrap();
     let run = cli(&config, &["check-config"]);
     assert!(!run.ok);
     assert!(run.stderr.contains("on_stor_error"), "{}", run.stderr);
-    assert!(run.stderr.contains(&config.display().to_string()), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&config.display().to_string()),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     drop(dir);
 }
@@ -60,7 +72,8 @@ fn a_missing_config_file_is_a_clear_error() {
     let run = cli(Path::new("/nonexistent/optout.toml"), &["check-config"]);
     assert!(!run.ok);
     assert!(
-        run.stderr.contains("cannot read config file /nonexistent/optout.toml"),
+        run.stderr
+            .contains("cannot read config file /nonexistent/optout.toml"),
         "{}",
         run.stderr
     );
@@ -71,16 +84,57 @@ fn set_get_and_history_with_normalized_addresses() {
     let (_dir, config) = setup();
     let set = cli(
         &config,
-        &["consent", "set", "Jane+News@Bücher.Example", "--value", "n", "--scope", "weekly", "--evidence", "ticket 42"],
+        &[
+            "consent",
+            "set",
+            "Jane+News@Bücher.Example",
+            "--value",
+            "n",
+            "--scope",
+            "weekly",
+            "--evidence",
+            "ticket 42",
+        ],
     );
     assert!(set.ok, "{}", set.stderr);
-    assert!(set.stdout.starts_with("recorded: jane@xn--bcher-kva.example email weekly n"), "{}", set.stdout);
-    let again = cli(&config, &["consent", "set", "jane@bücher.example", "--value", "n", "--scope", "weekly"]);
+    assert!(
+        set.stdout
+            .starts_with("recorded: jane@xn--bcher-kva.example email weekly n"),
+        "{}",
+        set.stdout
+    );
+    let again = cli(
+        &config,
+        &[
+            "consent",
+            "set",
+            "jane@bücher.example",
+            "--value",
+            "n",
+            "--scope",
+            "weekly",
+        ],
+    );
     assert!(again.stdout.starts_with("unchanged:"), "{}", again.stdout);
-    let back = cli(&config, &["consent", "set", "jane@bücher.example", "--value", "y", "--scope", "weekly"]);
+    let back = cli(
+        &config,
+        &[
+            "consent",
+            "set",
+            "jane@bücher.example",
+            "--value",
+            "y",
+            "--scope",
+            "weekly",
+        ],
+    );
     assert!(back.ok);
     let get = cli(&config, &["consent", "get", "JANE@xn--bcher-kva.example"]);
-    assert!(get.stdout.contains("email\tweekly\ty\tcli"), "{}", get.stdout);
+    assert!(
+        get.stdout.contains("email\tweekly\ty\tcli"),
+        "{}",
+        get.stdout
+    );
     let history = cli(&config, &["consent", "history", "jane@bücher.example"]);
     let lines: Vec<_> = history.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", history.stdout);
@@ -91,10 +145,20 @@ fn set_get_and_history_with_normalized_addresses() {
 #[test]
 fn bad_addresses_and_values_are_clear_errors() {
     let (_dir, config) = setup();
-    let run = cli(&config, &["consent", "set", "not-an-address", "--value", "n"]);
+    let run = cli(
+        &config,
+        &["consent", "set", "not-an-address", "--value", "n"],
+    );
     assert!(!run.ok);
-    assert!(run.stderr.contains("invalid address") && run.stderr.contains("not-an-address"), "{}", run.stderr);
-    let run = cli(&config, &["consent", "set", "a@example.com", "--value", "maybe"]);
+    assert!(
+        run.stderr.contains("invalid address") && run.stderr.contains("not-an-address"),
+        "{}",
+        run.stderr
+    );
+    let run = cli(
+        &config,
+        &["consent", "set", "a@example.com", "--value", "maybe"],
+    );
     assert!(!run.ok);
     assert!(run.stderr.contains("maybe"), "{}", run.stderr);
 }
@@ -113,17 +177,40 @@ fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
     .unwrap();
     let first = cli(&config, &["consent", "import", file.to_str().unwrap()]);
     assert!(!first.ok, "bad rows must make the command fail");
-    assert!(first.stdout.contains("2 changed, 0 unchanged, 1 bad"), "{}", first.stdout);
-    assert!(first.stderr.contains(&format!("{}:3:", file.display())), "{}", first.stderr);
+    assert!(
+        first.stdout.contains("2 changed, 0 unchanged, 1 bad"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first.stderr.contains(&format!("{}:3:", file.display())),
+        "{}",
+        first.stderr
+    );
     let second = cli(&config, &["consent", "import", file.to_str().unwrap()]);
-    assert!(second.stdout.contains("0 changed, 2 unchanged, 1 bad"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("0 changed, 2 unchanged, 1 bad"),
+        "{}",
+        second.stdout
+    );
     let export = cli(&config, &["consent", "export"]);
     assert!(export.ok);
     let lines: Vec<_> = export.stdout.lines().collect();
-    assert_eq!(lines[0], "address,channel,scope,value,source,updated_at,evidence");
+    assert_eq!(
+        lines[0],
+        "address,channel,scope,value,source,updated_at,evidence"
+    );
     assert_eq!(lines.len(), 3, "{}", export.stdout);
-    assert!(lines[1].starts_with("one@example.com,email,*,n,import,"), "{}", lines[1]);
-    assert!(lines[2].starts_with("two@example.com,email,*,n,import,"), "{}", lines[2]);
+    assert!(
+        lines[1].starts_with("one@example.com,email,*,n,import,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("two@example.com,email,*,n,import,"),
+        "{}",
+        lines[2]
+    );
     let list = cli(&config, &["consent", "list"]);
     assert_eq!(list.stdout.lines().count(), 2, "{}", list.stdout);
 }

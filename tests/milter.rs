@@ -1,4 +1,5 @@
 //! The milter as an MTA sees it: the real daemon on port 0, driven by indymilter-test.
+#![allow(clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
@@ -13,8 +14,14 @@ const LOCAL_SUBMISSION: &str = "127.0.0.1:0";
 async fn open(addr: std::net::SocketAddr, client: &str) -> TestConnection {
     let mut conn = TestConnection::open(addr).await.expect("open");
     let client: std::net::SocketAddr = client.parse().expect("client address");
-    let status = conn.connect("client.example", client).await.expect("connect");
-    assert!(matches!(status, Status::Noreply | Status::Continue), "{status:?}");
+    let status = conn
+        .connect("client.example", client)
+        .await
+        .expect("connect");
+    assert!(
+        matches!(status, Status::Noreply | Status::Continue),
+        "{status:?}"
+    );
     conn
 }
 
@@ -41,10 +48,22 @@ async fn negotiates_only_what_it_needs() {
         Actions::ADD_HEADER | Actions::CHANGE_HEADER | Actions::DELETE_RCPT
     );
     let opts = conn.negotiated_opts();
-    for skipped in [ProtoOpts::NO_HELO, ProtoOpts::NO_DATA, ProtoOpts::NO_EOH, ProtoOpts::NO_BODY] {
-        assert!(opts.contains(skipped), "{skipped:?} not negotiated: {opts:?}");
+    for skipped in [
+        ProtoOpts::NO_HELO,
+        ProtoOpts::NO_DATA,
+        ProtoOpts::NO_EOH,
+        ProtoOpts::NO_BODY,
+    ] {
+        assert!(
+            opts.contains(skipped),
+            "{skipped:?} not negotiated: {opts:?}"
+        );
     }
-    for quiet in [ProtoOpts::NOREPLY_CONNECT, ProtoOpts::NOREPLY_MAIL, ProtoOpts::NOREPLY_HEADER] {
+    for quiet in [
+        ProtoOpts::NOREPLY_CONNECT,
+        ProtoOpts::NOREPLY_MAIL,
+        ProtoOpts::NOREPLY_HEADER,
+    ] {
         assert!(opts.contains(quiet), "{quiet:?} not negotiated: {opts:?}");
     }
     assert!(!opts.contains(ProtoOpts::NO_RCPT));
@@ -61,8 +80,14 @@ async fn opted_out_recipient_is_refused_at_rcpt_and_others_go_on() {
     let refused = conn.rcpt(["<gone@example.org>"]).await.unwrap();
     let text = reject_text(&refused);
     assert!(text.starts_with("550 5.7.1 "), "{text}");
-    assert!(text.contains("<gone@example.org>") && text.contains("opted out"), "{text}");
-    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    assert!(
+        text.contains("<gone@example.org>") && text.contains("opted out"),
+        "{text}"
+    );
+    assert_eq!(
+        conn.rcpt(["<stays@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.header("Subject", "Weekly news").await.unwrap();
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
@@ -78,8 +103,14 @@ async fn a_global_opt_out_blocks_every_list_but_a_list_opt_out_only_its_list() {
     milter.set("promo-only@example.org", "promotions", No).await;
     let mut conn = open(milter.addr, SMTP_CLIENT).await;
     conn.mail(["<news@example.com>"]).await.unwrap();
-    assert!(matches!(conn.rcpt(["<all@example.org>"]).await.unwrap(), Status::Reject { .. }));
-    assert_eq!(conn.rcpt(["<promo-only@example.org>"]).await.unwrap(), Status::Continue);
+    assert!(matches!(
+        conn.rcpt(["<all@example.org>"]).await.unwrap(),
+        Status::Reject { .. }
+    ));
+    assert_eq!(
+        conn.rcpt(["<promo-only@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.close().await.unwrap();
     milter.stop().await;
 }
@@ -90,7 +121,10 @@ async fn transactional_mail_is_untouched() {
     milter.set("gone@example.org", "*", No).await;
     let mut conn = open(milter.addr, SMTP_CLIENT).await;
     conn.mail(["<receipts@shop.example.com>"]).await.unwrap();
-    assert_eq!(conn.rcpt(["<gone@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.rcpt(["<gone@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.header("Subject", "Your receipt").await.unwrap();
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
@@ -105,14 +139,28 @@ async fn header_classified_mail_loses_opted_out_recipients_and_the_header() {
     milter.set("gone@example.org", "deals", No).await;
     let mut conn = open(milter.addr, SMTP_CLIENT).await;
     conn.mail(["<app@shop.example.com>"]).await.unwrap();
-    assert_eq!(conn.rcpt(["<Gone@example.org>"]).await.unwrap(), Status::Continue);
-    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.rcpt(["<Gone@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(
+        conn.rcpt(["<stays@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.header("X-Optout-List", "Deals").await.unwrap();
-    conn.header("x-optout-list", "ignored-second-copy").await.unwrap();
+    conn.header("x-optout-list", "ignored-second-copy")
+        .await
+        .unwrap();
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
-    assert!(actions.has_delete_recipient("<Gone@example.org>"), "{actions:?}");
-    assert!(!actions.has_delete_recipient("<stays@example.org>"), "{actions:?}");
+    assert!(
+        actions.has_delete_recipient("<Gone@example.org>"),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.has_delete_recipient("<stays@example.org>"),
+        "{actions:?}"
+    );
     assert!(actions.has_delete_header("X-Optout-List", 1), "{actions:?}");
     assert!(actions.has_delete_header("X-Optout-List", 2), "{actions:?}");
     conn.close().await.unwrap();
@@ -132,14 +180,20 @@ async fn every_recipient_opted_out_rejects_or_discards_as_configured() {
         conn.header("X-Optout-List", "deals").await.unwrap();
         let (actions, status) = conn.eom().await.unwrap();
         assert!(
-            !actions.actions.iter().any(|a| matches!(a, EomAction::DeleteRecipient { .. })),
+            !actions
+                .actions
+                .iter()
+                .any(|a| matches!(a, EomAction::DeleteRecipient { .. })),
             "{actions:?}"
         );
         if expect_discard {
             assert_eq!(status, Status::Discard);
         } else {
             let text = reject_text(&status);
-            assert!(text.starts_with("550 5.7.1 ") && text.contains("opted out"), "{text}");
+            assert!(
+                text.starts_with("550 5.7.1 ") && text.contains("opted out"),
+                "{text}"
+            );
         }
         conn.close().await.unwrap();
         milter.stop().await;
@@ -152,13 +206,21 @@ async fn local_submissions_get_removals_instead_of_rcpt_rejects() {
     milter.set("gone@example.org", "weekly-news", No).await;
     let mut conn = open(milter.addr, LOCAL_SUBMISSION).await;
     conn.mail(["<news@example.com>"]).await.unwrap();
-    assert_eq!(conn.rcpt(["<gone@example.org>"]).await.unwrap(), Status::Continue);
-    assert_eq!(conn.rcpt(["<stays@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.rcpt(["<gone@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(
+        conn.rcpt(["<stays@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
     assert_eq!(
         actions.actions,
-        [EomAction::DeleteRecipient { rcpt: c("<gone@example.org>") }]
+        [EomAction::DeleteRecipient {
+            rcpt: c("<gone@example.org>")
+        }]
     );
     conn.close().await.unwrap();
     milter.stop().await;
@@ -170,8 +232,14 @@ async fn opt_in_only_refuses_addresses_without_consent() {
     milter.set("fan@example.org", "weekly-news", Yes).await;
     let mut conn = open(milter.addr, SMTP_CLIENT).await;
     conn.mail(["<news@example.com>"]).await.unwrap();
-    assert!(matches!(conn.rcpt(["<stranger@example.org>"]).await.unwrap(), Status::Reject { .. }));
-    assert_eq!(conn.rcpt(["<fan@example.org>"]).await.unwrap(), Status::Continue);
+    assert!(matches!(
+        conn.rcpt(["<stranger@example.org>"]).await.unwrap(),
+        Status::Reject { .. }
+    ));
+    assert_eq!(
+        conn.rcpt(["<fan@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.close().await.unwrap();
     milter.stop().await;
 }
@@ -180,7 +248,10 @@ async fn opt_in_only_refuses_addresses_without_consent() {
 async fn break_store(db_url: &str) {
     use sqlx::{Connection, SqliteConnection};
     let mut db = SqliteConnection::connect(db_url).await.unwrap();
-    sqlx::query("DROP TABLE consent").execute(&mut db).await.unwrap();
+    sqlx::query("DROP TABLE consent")
+        .execute(&mut db)
+        .await
+        .unwrap();
     db.close().await.unwrap();
 }
 
@@ -210,7 +281,10 @@ async fn fail_open_accepts_when_the_operator_chose_it() {
     break_store(&milter.db_url).await;
     let mut conn = open(milter.addr, SMTP_CLIENT).await;
     conn.mail(["<news@example.com>"]).await.unwrap();
-    assert_eq!(conn.rcpt(["<anyone@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.rcpt(["<anyone@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.close().await.unwrap();
     milter.stop().await;
 }
@@ -230,7 +304,11 @@ async fn unnormalizable_recipients_and_senders_never_break_the_session() {
 
 #[tokio::test]
 async fn serves_unix_domain_sockets() {
-    use optout_milter::{config::{Config, Overrides}, milter::{self, Milter}, store};
+    use optout_milter::{
+        config::{Config, Overrides},
+        milter::{self, Milter},
+        store,
+    };
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("milter.sock");
@@ -242,13 +320,29 @@ async fn serves_unix_domain_sockets() {
     let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
     let store = store::open(&config.store_url).await.unwrap();
     let listener = milter::bind(&config.milter.socket).await.unwrap();
-    let m = Arc::new(Milter { config: Arc::new(config), store: store.clone() });
+    let m = Arc::new(Milter {
+        config: Arc::new(config),
+        store: store.clone(),
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(milter::run(listener, m, async { let _ = rx.await; }));
-    let mut conn = TestConnection::configure().open_unix(&socket).await.unwrap();
-    conn.connect("client.example", "192.0.2.1:1234".parse::<std::net::SocketAddr>().unwrap()).await.unwrap();
+    let task = tokio::spawn(milter::run(listener, m, async {
+        let _ = rx.await;
+    }));
+    let mut conn = TestConnection::configure()
+        .open_unix(&socket)
+        .await
+        .unwrap();
+    conn.connect(
+        "client.example",
+        "192.0.2.1:1234".parse::<std::net::SocketAddr>().unwrap(),
+    )
+    .await
+    .unwrap();
     conn.mail(["<news@example.com>"]).await.unwrap();
-    assert_eq!(conn.rcpt(["<x@example.org>"]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.rcpt(["<x@example.org>"]).await.unwrap(),
+        Status::Continue
+    );
     conn.close().await.unwrap();
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();

@@ -82,10 +82,12 @@ impl AddressPolicy {
         } else {
             local.to_lowercase()
         };
-        if let (Some(sep), false) = (self.subaddress_separator, quoted) {
-            if let Some(at) = local.find(sep).filter(|&at| at > 0) {
-                local.truncate(at);
-            }
+        let subaddress = self.subaddress_separator.filter(|_| !quoted);
+        if let Some(at) = subaddress
+            .and_then(|sep| local.find(sep))
+            .filter(|&at| at > 0)
+        {
+            local.truncate(at);
         }
         Ok(local)
     }

@@ -58,10 +58,9 @@ pub async fn bind(spec: &SocketSpec) -> io::Result<MilterListener> {
             TcpListener::bind(addr).await?,
         ))),
         SocketSpec::Unix(path) => {
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.file_type().is_socket() {
-                    std::fs::remove_file(path)?;
-                }
+            let stale = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+            if stale {
+                std::fs::remove_file(path)?;
             }
             Ok(EitherListener::Unix(UnixListener::bind(path)?))
         }

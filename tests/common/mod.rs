@@ -2,6 +2,9 @@
 //! and small helpers to record consent in it.
 #![allow(dead_code)]
 
+pub mod mta;
+pub mod postfix;
+
 use optout_milter::{
     config::{Config, Overrides},
     consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
@@ -42,10 +45,7 @@ pub struct TestMilter {
 pub async fn start(milter_keys: &str, extra: &str) -> TestMilter {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = format!("sqlite:{}", dir.path().join("consent.db").display());
-    let text = BASE_CONFIG.replace(
-        "[milter]\n",
-        &format!("[milter]\n{milter_keys}\n"),
-    ) + extra;
+    let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n")) + extra;
     let overrides = Overrides {
         store_url: Some(db_url.clone()),
         socket: None,
@@ -76,7 +76,9 @@ impl TestMilter {
     /// Records `value` for `address` at `scope` as the CLI would.
     pub async fn set(&self, address: &str, scope: &str, value: ConsentValue) {
         let change = Change {
-            address: AddressPolicy::default().normalize(address).expect("address"),
+            address: AddressPolicy::default()
+                .normalize(address)
+                .expect("address"),
             channel: Channel::Email,
             scope: scope.parse::<Scope>().expect("scope"),
             value,

@@ -1,0 +1,207 @@
+//! Helpers for tests that drive real programs: the optout-milter binary as a daemon, a
+//! plain SMTP client, waiting for conditions, and the rule for skipping.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Whether the real parts a test needs are here. Without them the test says it was skipped
+/// and why; under CI (`CI=true`) they are required and the test fails instead.
+pub fn require(test: &str, programs: &[&str]) -> bool {
+    let mut missing: Vec<String> = programs
+        .iter()
+        .filter(|p| !Path::new(p).exists())
+        .map(|p| format!("{p} is not installed"))
+        .collect();
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        missing.push("it must run as root to start a private MTA".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let reason = missing.join("; ");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: required under CI, but {reason}");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
+
+/// Polls `condition` until it gives a value, or fails the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The optout-milter binary running `serve` with a config file of its own.
+pub struct Daemon {
+    pub config: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl Daemon {
+    /// Writes `config_text` (with `@PORT@` replaced by a free port) to `dir` and starts
+    /// `optout-milter serve`, waiting until it accepts connections.
+    pub fn start(dir: &Path, config_text: &str) -> Daemon {
+        let port = free_port();
+        let config = dir.join("optout-milter.toml");
+        std::fs::write(&config, config_text.replace("@PORT@", &port.to_string())).expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("OPTOUT_MILTER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("milter.log")).expect("log"))
+            .spawn()
+            .expect("start optout-milter");
+        let daemon = Daemon {
+            config,
+            port,
+            child,
+        };
+        wait_for("the milter to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        daemon
+    }
+
+    /// Runs a CLI command against the same config; panics if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("OPTOUT_MILTER_LOG", "warn")
+            .output()
+            .expect("run optout-milter");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the daemon the way systemd does (SIGTERM) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One SMTP reply: code and text.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+/// The replies of one SMTP transaction.
+#[derive(Debug)]
+pub struct Transaction {
+    pub rcpts: Vec<(String, Reply)>,
+    /// The reply to the end of data, if DATA was reached.
+    pub data: Option<Reply>,
+}
+
+/// Sends one message over SMTP, recording the reply to every recipient. DATA is sent when
+/// at least one recipient was accepted.
+pub fn smtp_send(port: u16, from: &str, rcpts: &[&str], message: &str) -> Transaction {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the MTA");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut command = |line: &str| -> Reply {
+        if !line.is_empty() {
+            writer
+                .write_all(format!("{line}\r\n").as_bytes())
+                .expect("write");
+        }
+        read_reply(&mut reader)
+    };
+    assert_eq!(command("").code, 220);
+    assert_eq!(command("EHLO client.test.example").code, 250);
+    assert_eq!(command(&format!("MAIL FROM:<{from}>")).code, 250);
+    let rcpts: Vec<(String, Reply)> = rcpts
+        .iter()
+        .map(|r| (r.to_string(), command(&format!("RCPT TO:<{r}>"))))
+        .collect();
+    let data = if rcpts.iter().any(|(_, r)| r.code == 250) {
+        assert_eq!(command("DATA").code, 354);
+        let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
+        let dotted: String = body
+            .split("\r\n")
+            .map(|l| {
+                if l.starts_with('.') {
+                    format!(".{l}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        Some(command(&format!("{dotted}\r\n.")))
+    } else {
+        None
+    };
+    command("QUIT");
+    Transaction { rcpts, data }
+}
+
+fn read_reply(reader: &mut impl BufRead) -> Reply {
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read reply");
+        let line = line.trim_end();
+        assert!(line.len() >= 3, "short SMTP reply {line:?}");
+        text.push_str(line.get(4..).unwrap_or(""));
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Reply {
+                code: line[..3].parse().expect("reply code"),
+                text,
+            };
+        }
+        text.push('\n');
+    }
+}
