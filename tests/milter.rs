@@ -5,8 +5,16 @@ mod common;
 
 use common::start;
 use indymilter_test::{EomAction, Status, TestConnection};
-use optout_milter::consent::ConsentValue::{No, Yes};
+use optout_milter::{
+    consent::{
+        Address, Change, Channel, ConsentRecord, ConsentValue,
+        ConsentValue::{No, Yes},
+        HistoryEntry, Scope,
+    },
+    store::{ConsentStore, RecordKey, Recorded, StoreFuture},
+};
 use std::ffi::CString;
+use std::sync::Arc;
 
 const SMTP_CLIENT: &str = "192.0.2.10:41234";
 const LOCAL_SUBMISSION: &str = "127.0.0.1:0";
@@ -346,4 +354,54 @@ async fn serves_unix_domain_sockets() {
     conn.close().await.unwrap();
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+/// The real store behind a delay: a database that answers, but too late.
+struct Slow(Arc<dyn ConsentStore>);
+
+impl ConsentStore for Slow {
+    fn scoped_values<'a>(
+        &'a self,
+        address: &'a Address,
+        channel: Channel,
+        list: &'a Scope,
+    ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            self.0.scoped_values(address, channel, list).await
+        })
+    }
+    fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
+        self.0.record(changes)
+    }
+    fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        self.0.records(address)
+    }
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        self.0.page(after, limit)
+    }
+    fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>> {
+        self.0.history(address)
+    }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.0.ping()
+    }
+}
+
+#[tokio::test]
+async fn a_store_slower_than_the_timeout_gives_temporary_failures() {
+    let milter = common::start_with("store_timeout = \"200ms\"", "", |store| {
+        Arc::new(Slow(store))
+    })
+    .await;
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    let text = reject_text(&conn.rcpt(["<anyone@example.org>"]).await.unwrap());
+    assert!(text.starts_with("451 4.3.0 "), "{text}");
+    conn.close().await.unwrap();
+    milter.stop().await;
 }

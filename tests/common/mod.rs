@@ -19,7 +19,6 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const BASE_CONFIG: &str = r#"
 [milter]
 socket = "inet:127.0.0.1:0"
-store_timeout = "2s"
 
 [[classify.senders]]
 sender = "news@example.com"
@@ -43,6 +42,15 @@ pub struct TestMilter {
 /// Starts the milter with `BASE_CONFIG` and `milter_keys` added to its `[milter]` table and
 /// `extra` tables after it.
 pub async fn start(milter_keys: &str, extra: &str) -> TestMilter {
+    start_with(milter_keys, extra, |store| store).await
+}
+
+/// Like [`start`], with the milter's store wrapped by `wrap`.
+pub async fn start_with(
+    milter_keys: &str,
+    extra: &str,
+    wrap: impl FnOnce(Arc<dyn ConsentStore>) -> Arc<dyn ConsentStore>,
+) -> TestMilter {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = format!("sqlite:{}", dir.path().join("consent.db").display());
     let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n")) + extra;
@@ -57,7 +65,7 @@ pub async fn start(milter_keys: &str, extra: &str) -> TestMilter {
     let (tx, rx) = oneshot::channel::<()>();
     let milter = Arc::new(Milter {
         config: Arc::new(config),
-        store: store.clone(),
+        store: wrap(store.clone()),
     });
     let task = tokio::spawn(milter::run(listener, milter, async {
         let _ = rx.await;
