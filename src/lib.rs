@@ -28,3 +28,4 @@ pub mod import;
 pub mod milter;
 pub mod socket;
 pub mod store;
+pub mod token;
