@@ -24,6 +24,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod headers;
 pub mod import;
 pub mod milter;
 pub mod socket;

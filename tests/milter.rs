@@ -328,10 +328,7 @@ async fn serves_unix_domain_sockets() {
     let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
     let store = store::open(&config.store_url).await.unwrap();
     let listener = milter::bind(&config.milter.socket).await.unwrap();
-    let m = Arc::new(Milter {
-        config: Arc::new(config),
-        store: store.clone(),
-    });
+    let m = Arc::new(Milter::new(Arc::new(config), store.clone()).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(milter::run(listener, m, async {
         let _ = rx.await;
@@ -386,6 +383,12 @@ impl ConsentStore for Slow {
     }
     fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>> {
         self.0.history(address)
+    }
+    fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
+        self.0.subject_id(address, scope)
+    }
+    fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
+        self.0.subject(id)
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.0.ping()

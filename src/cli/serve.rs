@@ -20,6 +20,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Key(#[from] crate::token::KeyError),
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
     #[error("the milter stopped")]
@@ -44,10 +46,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     };
     info!(%socket, store = %store::redact(&config.store_url), "optout-milter serving");
-    let milter = Arc::new(Milter {
-        config: Arc::new(config),
-        store,
-    });
+    let milter = Arc::new(Milter::new(Arc::new(config), store)?);
     milter::run(listener, milter, shutdown)
         .await
         .map_err(ServeError::Milter)

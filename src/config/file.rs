@@ -12,6 +12,7 @@ pub struct ConfigFile {
     pub consent: ConsentSection,
     pub addresses: AddressesSection,
     pub classify: ClassifySection,
+    pub unsubscribe: Option<UnsubscribeSection>,
 }
 
 /// `[milter]`: how the MTA talks to us.
@@ -121,4 +122,50 @@ pub struct SenderRuleEntry {
 
 fn all_lists() -> String {
     "*".into()
+}
+
+/// `[unsubscribe]`: the headers given to marketing mail. Without it, none are added.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeSection {
+    /// `https://host[/path]`; one-click links are `https_base/u/TOKEN`.
+    pub https_base: String,
+    /// The unsubscribe address; per-recipient links are `local+TOKEN@domain`.
+    pub mailto: String,
+    /// With several recipients left: `list-level`, `reject` or `skip`.
+    #[serde(default = "list_level")]
+    pub multiple_recipients: String,
+    /// When the message already has `List-Unsubscribe`: `replace` or `keep`.
+    #[serde(default = "replace")]
+    pub existing_header: String,
+    /// How long a token verifies (`60d`); an expired one still unsubscribes.
+    #[serde(default = "token_lifetime")]
+    pub token_lifetime: String,
+    /// Create the first key file with random bytes when it does not exist.
+    #[serde(default)]
+    pub generate_missing_key: bool,
+    /// Token keys; the first signs, all verify.
+    pub keys: Vec<KeyEntry>,
+}
+
+fn list_level() -> String {
+    "list-level".into()
+}
+
+fn replace() -> String {
+    "replace".into()
+}
+
+fn token_lifetime() -> String {
+    "60d".into()
+}
+
+/// One `[[unsubscribe.keys]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// 0 to 255; carried in every token so the right key verifies it.
+    pub id: u8,
+    /// A file of at least 32 random bytes, mode 0600.
+    pub file: String,
 }

@@ -7,7 +7,9 @@ mod file;
 use crate::{
     classify::{Classifier, SenderPattern, SenderRule},
     consent::{AddressPolicy, ConsentPolicy, DefaultConsent, Scope},
+    headers::Links,
     socket::SocketSpec,
+    token::{KeySpec, MAX_PREFIX_CHARS},
 };
 use file::ConfigFile;
 use std::{
@@ -35,6 +37,40 @@ pub enum AllOptedOut {
     Discard,
 }
 
+/// What to do when a marketing message still has several recipients at end of message.
+/// A milter cannot give each recipient a header of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MultipleRecipients {
+    /// A list-wide `mailto:` without token and without one-click (the default: mail keeps
+    /// flowing and still carries an RFC 2369 way out).
+    ListLevel,
+    /// `550 5.5.3`: send marketing one recipient per message.
+    Reject,
+    /// No unsubscribe header at all.
+    Skip,
+}
+
+/// What to do with a `List-Unsubscribe` that the sending application already set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExistingHeader {
+    /// Remove it (and its `List-Unsubscribe-Post`) and add ours, so every header is one
+    /// that optout-milter can honour.
+    Replace,
+    /// Leave the message's own headers and add none.
+    Keep,
+}
+
+/// The unsubscribe headers' settings.
+#[derive(Clone, Debug)]
+pub struct UnsubscribeConfig {
+    pub links: Links,
+    pub multiple_recipients: MultipleRecipients,
+    pub existing_header: ExistingHeader,
+    pub token_lifetime: Duration,
+    pub generate_missing_key: bool,
+    pub keys: Vec<KeySpec>,
+}
+
 /// The milter's settings.
 #[derive(Clone, Debug)]
 pub struct MilterConfig {
@@ -55,6 +91,8 @@ pub struct Config {
     pub consent: ConsentPolicy,
     pub addresses: AddressPolicy,
     pub classifier: Classifier,
+    /// `None`: no unsubscribe headers are added.
+    pub unsubscribe: Option<UnsubscribeConfig>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -190,6 +228,11 @@ impl Config {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
+        let unsubscribe = file
+            .unsubscribe
+            .as_ref()
+            .map(|u| unsubscribe(u, &invalid))
+            .transpose()?;
         Ok(Self {
             path: path.to_owned(),
             milter: MilterConfig {
@@ -209,8 +252,105 @@ impl Config {
                 sender_rules,
                 list_header: header.clone(),
             },
+            unsubscribe,
         })
     }
+}
+
+type Invalid<'a> = dyn Fn(&str, &dyn fmt::Display) -> ConfigError + 'a;
+
+fn unsubscribe(
+    u: &file::UnsubscribeSection,
+    invalid: &Invalid,
+) -> Result<UnsubscribeConfig, ConfigError> {
+    let https_base = u.https_base.trim_end_matches('/');
+    let host = https_base.strip_prefix("https://").unwrap_or("");
+    if host.is_empty()
+        || !https_base.bytes().all(|b| b.is_ascii_graphic())
+        || "<>\"?#".chars().any(|c| host.contains(c))
+    {
+        return Err(invalid(
+            "unsubscribe.https_base",
+            &expected(
+                &u.https_base,
+                "an https:// URL (RFC 8058 one-click needs HTTPS)",
+            ),
+        ));
+    }
+    let (local, domain) = u.mailto.rsplit_once('@').unwrap_or(("", ""));
+    let local_ok = (1..=MAX_PREFIX_CHARS).contains(&local.len())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let domain = idna::domain_to_ascii(domain)
+        .ok()
+        .filter(|d| !d.is_empty() && d.contains('.'));
+    let (true, Some(mailto_domain)) = (local_ok, domain) else {
+        return Err(invalid(
+            "unsubscribe.mailto",
+            &expected(
+                &u.mailto,
+                &format!(
+                    "an address whose local part has 1 to {MAX_PREFIX_CHARS} letters, digits, '-', '_' or '.', so that LOCAL+TOKEN fits 64 octets"
+                ),
+            ),
+        ));
+    };
+    let multiple_recipients = match u.multiple_recipients.as_str() {
+        "list-level" => MultipleRecipients::ListLevel,
+        "reject" => MultipleRecipients::Reject,
+        "skip" => MultipleRecipients::Skip,
+        other => {
+            return Err(invalid(
+                "unsubscribe.multiple_recipients",
+                &expected(other, "list-level, reject or skip"),
+            ));
+        }
+    };
+    let existing_header = match u.existing_header.as_str() {
+        "replace" => ExistingHeader::Replace,
+        "keep" => ExistingHeader::Keep,
+        other => {
+            return Err(invalid(
+                "unsubscribe.existing_header",
+                &expected(other, "replace or keep"),
+            ));
+        }
+    };
+    let token_lifetime = humantime::parse_duration(&u.token_lifetime)
+        .map_err(|e| invalid("unsubscribe.token_lifetime", &e))?;
+    if token_lifetime < Duration::from_secs(30 * 86_400) {
+        return Err(invalid(
+            "unsubscribe.token_lifetime",
+            &"must be at least 30d: CAN-SPAM requires links to work for 30 days",
+        ));
+    }
+    if u.keys.is_empty() {
+        return Err(invalid(
+            "unsubscribe.keys",
+            &"at least one key is needed to sign tokens",
+        ));
+    }
+    let keys = u
+        .keys
+        .iter()
+        .map(|k| KeySpec {
+            id: k.id,
+            file: PathBuf::from(&k.file),
+        })
+        .collect();
+    Ok(UnsubscribeConfig {
+        links: Links {
+            https_base: https_base.to_owned(),
+            mailto_local: local.to_owned(),
+            mailto_domain,
+        },
+        multiple_recipients,
+        existing_header,
+        token_lifetime,
+        generate_missing_key: u.generate_missing_key,
+        keys,
+    })
 }
 
 fn expected(got: &str, expected: &str) -> String {

@@ -8,11 +8,11 @@
 
 use super::{
     Milter,
-    session::{EomVerdict, RcptVerdict, Session},
+    session::{EomPlan, EomVerdict, RcptVerdict, Session},
 };
 use indymilter::{
-    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
-    ProtoOpts, SetErrorReply, SocketInfo, Status,
+    ActionError, Actions, Callbacks, Context, ContextActions, EomActions, EomContext, MacroStage,
+    NegotiateContext, ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 use std::{
     collections::HashMap,
@@ -152,38 +152,37 @@ async fn eom(cx: &mut EomContext<Connection>, milter: &Milter) -> Status {
         return Status::Tempfail;
     };
     let plan = conn.session.eom(milter, &queue_id).await;
-    if let EomVerdict::Tempfail = plan.verdict {
+    if let Err(e) = apply(&cx.actions, &plan).await {
+        error!(queue_id, error = %e, "cannot change the message");
         return tempfail(&mut cx.reply);
     }
-    let header = milter.config.classifier.list_header.as_str();
-    // Delete from the last copy down, so the indexes of the others stay valid.
-    for index in (1..=plan.list_headers).rev() {
-        if let Err(e) = cx
-            .actions
-            .change_header(header, index, None::<CString>)
-            .await
-        {
-            error!(queue_id, error = %e, "cannot remove the list header");
-            return tempfail(&mut cx.reply);
+    match plan.verdict {
+        EomVerdict::Continue => Status::Continue,
+        EomVerdict::Reject { xcode, text } => {
+            set_reply(&mut cx.reply, "550", xcode, &text, Status::Reject)
+        }
+        EomVerdict::Discard => Status::Discard,
+        EomVerdict::Tempfail => tempfail(&mut cx.reply),
+    }
+}
+
+/// Carries out the plan's changes on the message.
+async fn apply(actions: &EomActions, plan: &EomPlan) -> Result<(), ActionError> {
+    for (name, count) in &plan.delete_headers {
+        // From the last copy down, so the indexes of the others stay valid.
+        for index in (1..=*count).rev() {
+            actions
+                .change_header(name.as_str(), index, None::<CString>)
+                .await?;
         }
     }
     for rcpt in &plan.remove {
-        if let Err(e) = cx.actions.delete_recipient(rcpt.as_str()).await {
-            error!(queue_id, rcpt, error = %e, "cannot remove an opted-out recipient");
-            return tempfail(&mut cx.reply);
-        }
+        actions.delete_recipient(rcpt.as_str()).await?;
     }
-    match plan.verdict {
-        EomVerdict::RejectAll => set_reply(
-            &mut cx.reply,
-            "550",
-            "5.7.1",
-            "every recipient has opted out of this mail",
-            Status::Reject,
-        ),
-        EomVerdict::DiscardAll => Status::Discard,
-        EomVerdict::Continue | EomVerdict::Tempfail => Status::Continue,
+    for (name, value) in &plan.add_headers {
+        actions.add_header(*name, value.as_str()).await?;
     }
+    Ok(())
 }
 
 fn reply_or_continue(conn: &Connection, stage: ProtoOpts) -> Status {

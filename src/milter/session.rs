@@ -13,16 +13,21 @@
 //!   client never has port 0), so for those every refusal becomes a removal at end of
 //!   message.
 //! - The list header is removed from every message before it leaves.
+//! - Marketing mail left with one recipient gets that recipient's `List-Unsubscribe` and
+//!   `List-Unsubscribe-Post`; with several, the configured policy applies, since one
+//!   header cannot name several recipients.
 //! - When the store fails, the answer is a temporary failure (or, if the operator chose
 //!   fail-open, acceptance); never a silent delivery to an opted-out address.
 
-use super::Milter;
+use super::{Milter, Unsubscribe};
 use crate::{
-    config::{AllOptedOut, OnStoreError},
+    config::{AllOptedOut, ExistingHeader, MultipleRecipients, OnStoreError},
     consent::{Address, BlockReason, Channel, Decision, Scope},
+    headers::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK},
     store::StoreError,
 };
-use tracing::{info, warn};
+use std::time::SystemTime;
+use tracing::{error, info, warn};
 
 /// The per-connection state.
 #[derive(Debug, Default)]
@@ -39,6 +44,9 @@ struct Message {
     recipients: Vec<Recipient>,
     header_list: Option<Scope>,
     list_headers: i32,
+    /// Copies of `List-Unsubscribe` and `List-Unsubscribe-Post` the message came with.
+    unsubscribe_headers: i32,
+    post_headers: i32,
 }
 
 /// An accepted recipient.
@@ -67,20 +75,25 @@ pub enum RcptVerdict {
 #[derive(Debug, PartialEq, Eq)]
 pub enum EomVerdict {
     Continue,
-    /// `550 5.7.1`: every recipient opted out.
-    RejectAll,
-    DiscardAll,
+    /// `550` with this enhanced status code and text.
+    Reject {
+        xcode: &'static str,
+        text: String,
+    },
+    Discard,
     /// `451 4.3.0`: the store could not answer.
     Tempfail,
 }
 
-/// The changes to make at end of message.
+/// The changes to make at end of message, in this order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct EomPlan {
-    /// How many list headers to delete.
-    pub list_headers: i32,
+    /// Headers to delete: every copy of each name, counted as the MTA sent them.
+    pub delete_headers: Vec<(String, i32)>,
     /// Recipients to remove, as the MTA sent them.
     pub remove: Vec<String>,
+    /// Headers to add.
+    pub add_headers: Vec<(&'static str, String)>,
     pub verdict: EomVerdict,
 }
 
@@ -152,6 +165,11 @@ impl Session {
     /// A header: the list header names the list (the first one counts) and is counted so
     /// that every copy can be removed.
     pub fn header(&mut self, milter: &Milter, name: &str, value: &str) {
+        if name.eq_ignore_ascii_case(LIST_UNSUBSCRIBE) {
+            self.message.unsubscribe_headers += 1;
+        } else if name.eq_ignore_ascii_case(LIST_UNSUBSCRIBE_POST) {
+            self.message.post_headers += 1;
+        }
         let classifier = &milter.config.classifier;
         if !classifier.is_list_header(name) {
             return;
@@ -169,50 +187,175 @@ impl Session {
         }
     }
 
-    /// End of message: which recipients to remove, and the message's fate.
+    /// End of message: which recipients to remove, which headers to change, and the
+    /// message's fate.
     pub async fn eom(&mut self, milter: &Milter, queue_id: &str) -> EomPlan {
         let message = std::mem::take(&mut self.message);
         let mut plan = EomPlan {
-            list_headers: message.list_headers,
+            delete_headers: Vec::new(),
             remove: Vec::new(),
+            add_headers: Vec::new(),
             verdict: EomVerdict::Continue,
         };
-        let Some(list) = message.header_list.or(message.sender_list) else {
+        if message.list_headers > 0 {
+            let name = milter.config.classifier.list_header.clone();
+            plan.delete_headers.push((name, message.list_headers));
+        }
+        let Some(list) = message.header_list.clone().or(message.sender_list.clone()) else {
             return plan;
         };
+        let mut remaining = Vec::with_capacity(message.recipients.len());
         for recipient in &message.recipients {
-            let Some(address) = &recipient.address else {
-                continue;
-            };
-            if recipient.checked_for.as_ref() == Some(&list) {
-                continue;
-            }
-            match decide(milter, address, &list).await {
-                Ok(Decision::Allow) => {}
-                Ok(Decision::Block(reason)) => {
-                    info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
-                    plan.remove.push(recipient.raw.clone());
-                }
-                Err(error) => match milter.config.milter.on_store_error {
-                    OnStoreError::Tempfail => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
-                        plan.remove.clear();
-                        plan.verdict = EomVerdict::Tempfail;
-                        return plan;
-                    }
-                    OnStoreError::Accept => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient kept (fail-open)");
-                    }
-                },
+            match self.keeps(milter, recipient, &list, queue_id).await {
+                Ok(true) => remaining.push(recipient),
+                Ok(false) => plan.remove.push(recipient.raw.clone()),
+                Err(()) => return tempfail(),
             }
         }
-        if !plan.remove.is_empty() && plan.remove.len() == message.recipients.len() {
+        if remaining.is_empty() && !plan.remove.is_empty() {
             plan.remove.clear();
             plan.verdict = match milter.config.milter.all_opted_out {
-                AllOptedOut::Reject => EomVerdict::RejectAll,
-                AllOptedOut::Discard => EomVerdict::DiscardAll,
+                AllOptedOut::Reject => EomVerdict::Reject {
+                    xcode: "5.7.1",
+                    text: "every recipient has opted out of this mail".into(),
+                },
+                AllOptedOut::Discard => EomVerdict::Discard,
             };
             info!(queue_id, %list, verdict = ?plan.verdict, "every recipient opted out");
+            return plan;
+        }
+        match &milter.unsubscribe {
+            Some(unsubscribe) => {
+                self.unsubscribe_headers(
+                    milter,
+                    unsubscribe,
+                    &message,
+                    &remaining,
+                    &list,
+                    queue_id,
+                    plan,
+                )
+                .await
+            }
+            None => plan,
+        }
+    }
+
+    /// Whether `recipient` stays on a message of `list`; `Err` when the store failed and
+    /// the message must be deferred.
+    async fn keeps(
+        &self,
+        milter: &Milter,
+        recipient: &Recipient,
+        list: &Scope,
+        queue_id: &str,
+    ) -> Result<bool, ()> {
+        let Some(address) = &recipient.address else {
+            return Ok(true);
+        };
+        if recipient.checked_for.as_ref() == Some(list) {
+            return Ok(true);
+        }
+        match decide(milter, address, list).await {
+            Ok(Decision::Allow) => Ok(true),
+            Ok(Decision::Block(reason)) => {
+                info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
+                Ok(false)
+            }
+            Err(error) => match milter.config.milter.on_store_error {
+                OnStoreError::Tempfail => {
+                    warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
+                    Err(())
+                }
+                OnStoreError::Accept => {
+                    warn!(queue_id, rcpt = %address, %error, "store failed; recipient kept (fail-open)");
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    /// Adds the unsubscribe headers to a marketing message that goes out.
+    #[allow(clippy::too_many_arguments)]
+    async fn unsubscribe_headers(
+        &self,
+        milter: &Milter,
+        unsubscribe: &Unsubscribe,
+        message: &Message,
+        remaining: &[&Recipient],
+        list: &Scope,
+        queue_id: &str,
+        mut plan: EomPlan,
+    ) -> EomPlan {
+        let config = &unsubscribe.config;
+        match config.existing_header {
+            ExistingHeader::Keep if message.unsubscribe_headers > 0 => return plan,
+            ExistingHeader::Keep => {}
+            ExistingHeader::Replace => {
+                for (name, count) in [
+                    (LIST_UNSUBSCRIBE, message.unsubscribe_headers),
+                    (LIST_UNSUBSCRIBE_POST, message.post_headers),
+                ] {
+                    if count > 0 {
+                        plan.delete_headers.push((name.to_owned(), count));
+                    }
+                }
+            }
+        }
+        let single = match remaining {
+            [one] => one.address.as_ref(),
+            _ => None,
+        };
+        let Some(address) = single else {
+            match config.multiple_recipients {
+                MultipleRecipients::ListLevel => {
+                    plan.add_headers
+                        .push((LIST_UNSUBSCRIBE, config.links.list_level(list)));
+                }
+                MultipleRecipients::Reject => {
+                    plan.remove.clear();
+                    plan.verdict = EomVerdict::Reject {
+                        xcode: "5.5.3",
+                        text: "marketing mail must have one recipient per message, for its unsubscribe link".into(),
+                    };
+                    info!(queue_id, %list, recipients = remaining.len(), "several recipients refused");
+                }
+                MultipleRecipients::Skip => {}
+            }
+            return plan;
+        };
+        let lookup = milter.store.subject_id(address, list);
+        let subject = match tokio::time::timeout(milter.config.milter.store_timeout, lookup).await {
+            Ok(Ok(id)) => id,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => LookupError::Store(e),
+                    _ => LookupError::Timeout,
+                };
+                return match milter.config.milter.on_store_error {
+                    OnStoreError::Tempfail => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
+                        tempfail()
+                    }
+                    OnStoreError::Accept => {
+                        warn!(queue_id, rcpt = %address, %error, "store failed; sent without unsubscribe headers (fail-open)");
+                        plan
+                    }
+                };
+            }
+        };
+        match unsubscribe.codec.mint(subject, SystemTime::now()) {
+            Ok(token) => {
+                plan.add_headers
+                    .push((LIST_UNSUBSCRIBE, config.links.per_recipient(&token)));
+                plan.add_headers
+                    .push((LIST_UNSUBSCRIBE_POST, ONE_CLICK.to_owned()));
+            }
+            Err(e) => {
+                error!(queue_id, rcpt = %address, error = %e, "cannot mint a token; list-level header instead");
+                plan.add_headers
+                    .push((LIST_UNSUBSCRIBE, config.links.list_level(list)));
+            }
         }
         plan
     }
@@ -220,6 +363,16 @@ impl Session {
     /// The message was aborted: forget it.
     pub fn abort(&mut self) {
         self.message = Message::default();
+    }
+}
+
+/// Defers the whole message: nothing is changed.
+fn tempfail() -> EomPlan {
+    EomPlan {
+        delete_headers: Vec::new(),
+        remove: Vec::new(),
+        add_headers: Vec::new(),
+        verdict: EomVerdict::Tempfail,
     }
 }
 

@@ -62,6 +62,13 @@ pub trait ConsentStore: Send + Sync {
     /// The audit trail of `address`, oldest first.
     fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>>;
 
+    /// The subject id of (`address`, `scope`) for unsubscribe tokens, created durably the
+    /// first time it is asked for.
+    fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64>;
+
+    /// Whom a subject id stands for, if it exists.
+    fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>>;
+
     /// Checks that the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

@@ -200,6 +200,59 @@ impl ConsentStore for SqliteStore {
         })
     }
 
+    fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            const SELECT: &str = "SELECT id FROM token_subject WHERE address = ? AND scope = ?";
+            let existing: Option<i64> = sqlx::query_scalar(SELECT)
+                .bind(address.as_str())
+                .bind(scope.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                    sqlx::query(
+                        "INSERT INTO token_subject (address, scope, created_at) VALUES (?, ?, ?)
+                         ON CONFLICT (address, scope) DO NOTHING",
+                    )
+                    .bind(address.as_str())
+                    .bind(scope.as_str())
+                    .bind(to_millis(SystemTime::now()))
+                    .execute(&mut *tx)
+                    .await?;
+                    let id: i64 = sqlx::query_scalar(SELECT)
+                        .bind(address.as_str())
+                        .bind(scope.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    id
+                }
+            };
+            u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative subject id {id}")))
+        })
+    }
+
+    fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
+        Box::pin(async move {
+            let Ok(id) = i64::try_from(id) else {
+                return Ok(None);
+            };
+            let row = sqlx::query("SELECT address, scope FROM token_subject WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| {
+                Ok((
+                    Address::from_stored(row.get("address")),
+                    parse_scope(row.get("scope"))?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1 FROM consent LIMIT 1")

@@ -40,7 +40,7 @@ pub struct TestMilter {
 }
 
 /// Starts the milter with `BASE_CONFIG` and `milter_keys` added to its `[milter]` table and
-/// `extra` tables after it.
+/// `extra` tables after it (`@DIR@` in them is the test's temporary directory).
 pub async fn start(milter_keys: &str, extra: &str) -> TestMilter {
     start_with(milter_keys, extra, |store| store).await
 }
@@ -63,10 +63,7 @@ pub async fn start_with(
     let listener = milter::bind(&config.milter.socket).await.expect("bind");
     let addr = local_addr(&listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();
-    let milter = Arc::new(Milter {
-        config: Arc::new(config),
-        store: wrap(store.clone()),
-    });
+    let milter = Arc::new(Milter::new(Arc::new(config), wrap(store.clone())).expect("milter"));
     let task = tokio::spawn(milter::run(listener, milter, async {
         let _ = rx.await;
     }));
