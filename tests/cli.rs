@@ -214,3 +214,67 @@ fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
     let list = cli(&config, &["consent", "list"]);
     assert_eq!(list.stdout.lines().count(), 2, "{}", list.stdout);
 }
+
+#[test]
+fn token_keygen_mint_and_inspect() {
+    let (dir, config) = setup();
+    let key = dir.path().join("token.key");
+    let keygen = cli(&config, &["token", "keygen", key.to_str().unwrap()]);
+    assert!(keygen.ok, "{}", keygen.stderr);
+    let again = cli(&config, &["token", "keygen", key.to_str().unwrap()]);
+    assert!(!again.ok, "keygen must not overwrite a key");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsub@example.com\"\n\
+         [[unsubscribe.keys]]\nid = 7\nfile = \"{}\"\n",
+        key.display()
+    ));
+    fs::write(&config, text).unwrap();
+    let mint = cli(
+        &config,
+        &["token", "mint", "Reader+x@Example.org", "--list", "weekly"],
+    );
+    assert!(mint.ok, "{}", mint.stderr);
+    let token = mint
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("token: ")
+        .unwrap()
+        .to_owned();
+    assert!(
+        mint.stdout
+            .contains(&format!("https: https://u.example.com/u/{token}")),
+        "{}",
+        mint.stdout
+    );
+    assert!(
+        mint.stdout
+            .contains(&format!("mailto: unsub+{token}@example.com")),
+        "{}",
+        mint.stdout
+    );
+    let inspect = cli(&config, &["token", "inspect", &token.to_uppercase()]);
+    assert!(inspect.ok, "{}", inspect.stderr);
+    for line in [
+        "key id: 7",
+        "expired: no",
+        "address: reader@example.org",
+        "scope: weekly",
+    ] {
+        assert!(
+            inspect.stdout.contains(line),
+            "{line} not in {}",
+            inspect.stdout
+        );
+    }
+    let mut forged = token.into_bytes();
+    forged[10] = if forged[10] == b'a' { b'b' } else { b'a' };
+    let forged = cli(
+        &config,
+        &["token", "inspect", std::str::from_utf8(&forged).unwrap()],
+    );
+    assert!(!forged.ok);
+    assert!(forged.stderr.contains("invalid token"), "{}", forged.stderr);
+}

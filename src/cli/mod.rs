@@ -5,6 +5,7 @@
 
 mod consent;
 mod serve;
+mod token;
 
 use crate::{
     config::{self, Config, ConfigError, Overrides},
@@ -42,6 +43,24 @@ pub enum Command {
     /// Read and change recorded consent.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Mint and inspect unsubscribe tokens, and create token keys.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token for an address and list, and show the links it makes.
+    Mint {
+        address: String,
+        /// A list id, or * for all marketing.
+        #[arg(long, default_value = "*")]
+        list: Scope,
+    },
+    /// Verify a token and show whom it is for.
+    Inspect { token: String },
+    /// Create a new key file of 32 random bytes, readable by its owner only.
+    Keygen { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +123,10 @@ pub enum CliError {
     BadRows { bad: usize, total: usize },
     #[error(transparent)]
     Serve(#[from] serve::ServeError),
+    #[error(transparent)]
+    Key(#[from] crate::token::KeyError),
+    #[error("invalid token")]
+    Token(#[from] crate::token::TokenError),
     #[error("cannot write the output")]
     Output(#[from] std::io::Error),
     #[error("cannot write the output")]
@@ -112,6 +135,12 @@ pub enum CliError {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // Making a key needs no config: it is often the first step of writing one.
+    if let Command::Token(TokenCommand::Keygen { file }) = &cli.command {
+        crate::token::keys::generate(file)?;
+        println!("created {} (mode 0600)", file.display());
+        return Ok(());
+    }
     let socket = match &cli.command {
         Command::Serve { socket } => socket.clone(),
         _ => None,
@@ -125,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { .. } => serve::run(config).await?,
         Command::CheckConfig => println!("{}: OK", config.path.display()),
         Command::Consent(command) => consent::run(&config, command).await?,
+        Command::Token(command) => token::run(&config, command).await?,
     }
     Ok(())
 }

@@ -420,6 +420,50 @@ mod tests {
     }
 
     #[test]
+    fn unsubscribe_settings_are_checked() {
+        let section = |extra: &str| {
+            format!(
+                "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsub@example.com\"\n{extra}\n\
+                 [[unsubscribe.keys]]\nid = 1\nfile = \"k\"\n"
+            )
+        };
+        let ok = parse(&section("")).unwrap().unsubscribe.unwrap();
+        assert_eq!(ok.multiple_recipients, MultipleRecipients::ListLevel);
+        assert_eq!(ok.existing_header, ExistingHeader::Replace);
+        assert_eq!(ok.token_lifetime, Duration::from_secs(60 * 86_400));
+        for (text, key) in [
+            (
+                section("").replace("https://u", "http://u"),
+                "unsubscribe.https_base",
+            ),
+            (
+                section("").replace("unsub@", &format!("{}@", "u".repeat(30))),
+                "unsubscribe.mailto",
+            ),
+            (
+                section("").replace("unsub@", "un+sub@"),
+                "unsubscribe.mailto",
+            ),
+            (
+                section("token_lifetime = \"7d\""),
+                "unsubscribe.token_lifetime",
+            ),
+            (
+                section("multiple_recipients = \"all\""),
+                "unsubscribe.multiple_recipients",
+            ),
+            (
+                section("existing_header = \"merge\""),
+                "unsubscribe.existing_header",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("test.toml: {key}: ")), "{text}: {e}");
+        }
+        assert!(parse("[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"u@example.com\"\nkeys = []\n").is_err());
+    }
+
+    #[test]
     fn command_line_overrides_win() {
         let overrides = Overrides {
             store_url: Some("sqlite:other.db".into()),

@@ -51,11 +51,10 @@ impl Milter {
 
 /// Loads the keyring of `config`.
 pub fn load_unsubscribe(config: UnsubscribeConfig) -> Result<Unsubscribe, KeyError> {
-    if let Some(first) = config.keys.first() {
-        if config.generate_missing_key && !first.file.exists() {
-            token::keys::generate(&first.file)?;
-            warn!(file = %first.file.display(), "created a new token key; copy it to every node that verifies tokens");
-        }
+    let signing = config.keys.first().filter(|_| config.generate_missing_key);
+    if let Some(first) = signing.filter(|k| !k.file.exists()) {
+        token::keys::generate(&first.file)?;
+        warn!(file = %first.file.display(), "created a new token key; copy it to every node that verifies tokens");
     }
     let codec = TokenCodec::new(Keyring::load(&config.keys)?, config.token_lifetime);
     Ok(Unsubscribe { config, codec })

@@ -171,7 +171,7 @@ mod tests {
         let short = dir.path().join("short");
         OpenOptions::new()
             .write(true)
-            .create(true)
+            .create_new(true)
             .mode(0o600)
             .open(&short)
             .unwrap()

@@ -32,6 +32,7 @@ list = "*"
 /// A running milter and its store.
 pub struct TestMilter {
     pub addr: SocketAddr,
+    pub milter: Arc<Milter>,
     pub store: Arc<dyn ConsentStore>,
     pub db_url: String,
     pub dir: TempDir,
@@ -53,7 +54,8 @@ pub async fn start_with(
 ) -> TestMilter {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = format!("sqlite:{}", dir.path().join("consent.db").display());
-    let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n")) + extra;
+    let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n"))
+        + &extra.replace("@DIR@", &dir.path().to_string_lossy());
     let overrides = Overrides {
         store_url: Some(db_url.clone()),
         socket: None,
@@ -64,11 +66,12 @@ pub async fn start_with(
     let addr = local_addr(&listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();
     let milter = Arc::new(Milter::new(Arc::new(config), wrap(store.clone())).expect("milter"));
-    let task = tokio::spawn(milter::run(listener, milter, async {
+    let task = tokio::spawn(milter::run(listener, milter.clone(), async {
         let _ = rx.await;
     }));
     TestMilter {
         addr,
+        milter,
         store,
         db_url,
         dir,

@@ -1,0 +1,68 @@
+//! `optout-milter token ...`: mint a token by hand, see what one says, make a key.
+
+use super::{CliError, TokenCommand};
+use crate::{config::Config, consent::Scope, milter::load_unsubscribe, store, token::keys};
+use std::time::SystemTime;
+
+pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError> {
+    let unsubscribe = config.unsubscribe.clone().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: there is no [unsubscribe] section, so there are no tokens",
+            config.path.display()
+        ))
+    })?;
+    let unsubscribe = load_unsubscribe(unsubscribe)?;
+    let store = store::open(&config.store_url).await?;
+    match command {
+        TokenCommand::Mint { address, list } => {
+            let address = config.addresses.normalize(&address)?;
+            let subject = store.subject_id(&address, &list).await?;
+            let token = unsubscribe.codec.mint(subject, SystemTime::now())?;
+            let links = &unsubscribe.config.links;
+            println!("token: {token}");
+            println!("https: {}", links.https_uri(&token));
+            println!("mailto: {}", links.mailto_address(&token));
+            println!(
+                "List-Unsubscribe: {}",
+                links.per_recipient(&token).replace('\n', "\n  ")
+            );
+        }
+        TokenCommand::Inspect { token } => {
+            let verified = unsubscribe.codec.verify(token.trim(), SystemTime::now())?;
+            let claims = verified.claims;
+            println!("key id: {}", claims.key_id);
+            println!(
+                "issued: {}",
+                humantime::format_rfc3339_seconds(claims.issued())
+            );
+            println!(
+                "expired: {}",
+                if verified.expired {
+                    "yes (still honoured for opt-outs)"
+                } else {
+                    "no"
+                }
+            );
+            println!("subject id: {}", claims.subject);
+            match store.subject(claims.subject).await? {
+                Some((address, scope)) => {
+                    println!("address: {address}");
+                    println!("scope: {}", describe(&scope));
+                }
+                None => println!("address: unknown to this store"),
+            }
+        }
+        TokenCommand::Keygen { file } => {
+            keys::generate(&file)?;
+            println!("created {} (mode 0600)", file.display());
+        }
+    }
+    Ok(())
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "* (all marketing)".into(),
+        Scope::List(id) => id.clone(),
+    }
+}
