@@ -30,13 +30,22 @@ fn main() {
     let keys = Keyring::from_secrets(1, [(1, vec![7; 32]), (2, vec![9; 32])]);
     let codec = TokenCodec::new(keys, Duration::from_secs(60 * 86_400));
     let now = SystemTime::now();
-    let tokens: Vec<String> = (0..1024).map(|i| codec.mint(i, now).expect("mint")).collect();
+    let tokens: Vec<String> = (0..1024)
+        .map(|i| codec.mint(i, now).expect("mint"))
+        .collect();
     let mint = measure(|i| {
         black_box(codec.mint(black_box(i), now).expect("mint"));
     });
     let verify = measure(|i| {
-        black_box(codec.verify(black_box(&tokens[(i % 1024) as usize]), now).expect("verify"));
+        black_box(
+            codec
+                .verify(black_box(&tokens[(i % 1024) as usize]), now)
+                .expect("verify"),
+        );
     });
     println!("token mint:   {mint:7.0} ns/op  {:>10.0} ops/s", 1e9 / mint);
-    println!("token verify: {verify:7.0} ns/op  {:>10.0} ops/s", 1e9 / verify);
+    println!(
+        "token verify: {verify:7.0} ns/op  {:>10.0} ops/s",
+        1e9 / verify
+    );
 }

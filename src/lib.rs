@@ -17,6 +17,8 @@
 //! - [`classify`]: is a message marketing, and of which list.
 //! - [`consent`]: the consent domain: addresses, values, scopes, the sending decision.
 //! - [`store`]: the [`store::ConsentStore`] trait and its SQLite backend.
+//! - [`token`]: unsubscribe tokens and their keys; [`headers`]: the header values;
+//!   [`unsubscribe`]: minting and honouring tokens against the store.
 //! - [`import`]: reading address lists and ESP exports.
 //! - [`socket`]: socket specifications as Postfix and Sendmail write them.
 
@@ -30,3 +32,4 @@ pub mod milter;
 pub mod socket;
 pub mod store;
 pub mod token;
+pub mod unsubscribe;

@@ -328,7 +328,7 @@ async fn serves_unix_domain_sockets() {
     let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
     let store = store::open(&config.store_url).await.unwrap();
     let listener = milter::bind(&config.milter.socket).await.unwrap();
-    let m = Arc::new(Milter::new(Arc::new(config), store.clone()).unwrap());
+    let m = Arc::new(common::milter_for(config, store.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(milter::run(listener, m, async {
         let _ = rx.await;

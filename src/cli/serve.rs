@@ -4,6 +4,7 @@ use crate::{
     config::Config,
     milter::{self, Milter},
     store::{self, StoreError},
+    unsubscribe::Unsubscribe,
 };
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
@@ -46,7 +47,17 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     };
     info!(%socket, store = %store::redact(&config.store_url), "optout-milter serving");
-    let milter = Arc::new(Milter::new(Arc::new(config), store)?);
+    let unsubscribe = config
+        .unsubscribe
+        .clone()
+        .map(Unsubscribe::load)
+        .transpose()?
+        .map(Arc::new);
+    let milter = Arc::new(Milter {
+        config: Arc::new(config),
+        store,
+        unsubscribe,
+    });
     milter::run(listener, milter, shutdown)
         .await
         .map_err(ServeError::Milter)

@@ -1,7 +1,7 @@
 //! `optout-milter token ...`: mint a token by hand, see what one says, make a key.
 
 use super::{CliError, TokenCommand};
-use crate::{config::Config, consent::Scope, milter::load_unsubscribe, store, token::keys};
+use crate::{config::Config, consent::Scope, store, token::keys, unsubscribe::Unsubscribe};
 use std::time::SystemTime;
 
 pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError> {
@@ -11,7 +11,7 @@ pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError>
             config.path.display()
         ))
     })?;
-    let unsubscribe = load_unsubscribe(unsubscribe)?;
+    let unsubscribe = Unsubscribe::load(unsubscribe)?;
     let store = store::open(&config.store_url).await?;
     match command {
         TokenCommand::Mint { address, list } => {

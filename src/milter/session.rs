@@ -19,12 +19,13 @@
 //! - When the store fails, the answer is a temporary failure (or, if the operator chose
 //!   fail-open, acceptance); never a silent delivery to an opted-out address.
 
-use super::{Milter, Unsubscribe};
+use super::Milter;
 use crate::{
     config::{AllOptedOut, ExistingHeader, MultipleRecipients, OnStoreError},
     consent::{Address, BlockReason, Channel, Decision, Scope},
     headers::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK},
     store::StoreError,
+    unsubscribe::Unsubscribe,
 };
 use std::time::SystemTime;
 use tracing::{error, info, warn};

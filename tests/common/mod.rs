@@ -10,6 +10,7 @@ use optout_milter::{
     consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
     milter::{self, Milter, listener::local_addr},
     store::{self, ConsentStore},
+    unsubscribe::Unsubscribe,
 };
 use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
 use tempfile::TempDir;
@@ -65,7 +66,7 @@ pub async fn start_with(
     let listener = milter::bind(&config.milter.socket).await.expect("bind");
     let addr = local_addr(&listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();
-    let milter = Arc::new(Milter::new(Arc::new(config), wrap(store.clone())).expect("milter"));
+    let milter = Arc::new(milter_for(config, wrap(store.clone())));
     let task = tokio::spawn(milter::run(listener, milter.clone(), async {
         let _ = rx.await;
     }));
@@ -105,5 +106,18 @@ impl TestMilter {
         if let Some(task) = self.task.take() {
             task.await.expect("milter task").expect("milter result");
         }
+    }
+}
+
+/// The milter over `config` and `store`, with its token keys loaded.
+pub fn milter_for(config: Config, store: Arc<dyn ConsentStore>) -> Milter {
+    let unsubscribe = config
+        .unsubscribe
+        .clone()
+        .map(|u| Arc::new(Unsubscribe::load(u).expect("token keys")));
+    Milter {
+        config: Arc::new(config),
+        store,
+        unsubscribe,
     }
 }
