@@ -314,8 +314,7 @@ async fn unnormalizable_recipients_and_senders_never_break_the_session() {
 async fn serves_unix_domain_sockets() {
     use optout_milter::{
         config::{Config, Overrides},
-        milter::{self, Milter},
-        store,
+        milter, store,
     };
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
