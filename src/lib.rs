@@ -33,3 +33,4 @@ pub mod socket;
 pub mod store;
 pub mod token;
 pub mod unsubscribe;
+pub mod web;

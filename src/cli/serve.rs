@@ -1,13 +1,19 @@
-//! `optout-milter serve`: open the store, bind the socket, serve until SIGTERM or SIGINT.
+//! `optout-milter serve`: open the store, bind the milter socket (and the web front when
+//! configured), serve until SIGTERM or SIGINT, then let open work finish. If either server
+//! fails, both stop and the error is reported.
 
 use crate::{
     config::Config,
     milter::{self, Milter},
     store::{self, StoreError},
     unsubscribe::Unsubscribe,
+    web::{self, WebState},
 };
-use std::sync::Arc;
-use tokio::signal::unix::{SignalKind, signal};
+use std::{future::Future, io, pin::Pin, sync::Arc};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
 use tracing::info;
 
 /// Why the daemon could not start or stopped on an error.
@@ -19,18 +25,55 @@ pub enum ServeError {
     Bind {
         socket: String,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
     #[error(transparent)]
     Key(#[from] crate::token::KeyError),
+    #[error("cannot load the web front's TLS certificate and key")]
+    Tls(#[source] io::Error),
     #[error("cannot install signal handlers")]
-    Signals(#[source] std::io::Error),
+    Signals(#[source] io::Error),
     #[error("the milter stopped")]
-    Milter(#[source] std::io::Error),
+    Milter(#[source] io::Error),
+    #[error("the web front stopped")]
+    Web(#[source] io::Error),
 }
+
+type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let store = store::open(&config.store_url).await?;
+    let unsubscribe = config
+        .unsubscribe
+        .clone()
+        .map(Unsubscribe::load)
+        .transpose()?
+        .map(Arc::new);
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut servers: Vec<Server> = Vec::new();
+
+    if let (Some(web), Some(unsubscribe)) = (&config.web, &unsubscribe) {
+        let tls = web::tls(web).await.map_err(ServeError::Tls)?;
+        let listener =
+            std::net::TcpListener::bind(web.listen).map_err(|source| ServeError::Bind {
+                socket: web.listen.to_string(),
+                source,
+            })?;
+        let state = Arc::new(WebState::new(
+            web.clone(),
+            store.clone(),
+            unsubscribe.clone(),
+        ));
+        info!(listen = %web.listen, tls = tls.is_some(), "web front listening");
+        let server = web::serve(listener, tls, state, until_stopped(stopped.clone()));
+        servers.push(Box::pin(
+            async move { server.await.map_err(ServeError::Web) },
+        ));
+    }
+
     let socket = config.milter.socket.clone();
     let listener = milter::bind(&socket)
         .await
@@ -38,27 +81,50 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             socket: socket.to_string(),
             source,
         })?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
-        }
-    };
-    info!(%socket, store = %store::redact(&config.store_url), "optout-milter serving");
-    let unsubscribe = config
-        .unsubscribe
-        .clone()
-        .map(Unsubscribe::load)
-        .transpose()?
-        .map(Arc::new);
+    info!(%socket, store = %store::redact(&config.store_url), "milter listening");
     let milter = Arc::new(Milter {
         config: Arc::new(config),
         store,
         unsubscribe,
     });
-    milter::run(listener, milter, shutdown)
-        .await
-        .map_err(ServeError::Milter)
+    let server = milter::run(listener, milter, until_stopped(stopped));
+    servers.push(Box::pin(
+        async move { server.await.map_err(ServeError::Milter) },
+    ));
+
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let signals = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+    };
+    let all = run_all(servers);
+    tokio::pin!(all);
+    tokio::select! {
+        () = signals => {
+            let _ = stop.send(true);
+            all.await
+        }
+        result = &mut all => result,
+    }
+}
+
+/// Runs every server; when the first one ends (by error, or by shutdown) the others are
+/// told to stop, and the first error wins.
+async fn run_all(servers: Vec<Server>) -> Result<(), ServeError> {
+    let mut set = tokio::task::JoinSet::new();
+    for server in servers {
+        set.spawn(server);
+    }
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(ServeError::Milter(io::Error::other(e))));
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+            set.abort_all();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

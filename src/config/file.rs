@@ -2,6 +2,7 @@
 //! Nothing here is trusted yet; [`super::Config::from_file`] validates it.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -13,6 +14,7 @@ pub struct ConfigFile {
     pub addresses: AddressesSection,
     pub classify: ClassifySection,
     pub unsubscribe: Option<UnsubscribeSection>,
+    pub web: Option<WebSection>,
 }
 
 /// `[milter]`: how the MTA talks to us.
@@ -168,4 +170,43 @@ pub struct KeyEntry {
     pub id: u8,
     /// A file of at least 32 random bytes, mode 0600.
     pub file: String,
+}
+
+/// `[web]`: the one-click endpoint and the recipients' landing page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Address and port to listen on, e.g. `127.0.0.1:8080` or `[::]:443`.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, the server speaks HTTPS itself.
+    pub tls_cert: Option<String>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The sender's name, shown on the pages.
+    #[serde(default = "sender_name")]
+    pub sender_name: String,
+    /// How long after unsubscribing the page's undo button works.
+    #[serde(default = "undo_window")]
+    pub undo_window: String,
+    /// Requests per minute one client address may make; 0 turns the limit off.
+    #[serde(default = "rate_limit")]
+    pub rate_limit: u32,
+    /// Human names of lists, by list id.
+    #[serde(default)]
+    pub lists: BTreeMap<String, String>,
+}
+
+fn sender_name() -> String {
+    "our mailing lists".into()
+}
+
+fn undo_window() -> String {
+    "30m".into()
+}
+
+fn rate_limit() -> u32 {
+    60
 }

@@ -71,6 +71,20 @@ pub struct UnsubscribeConfig {
     pub keys: Vec<KeySpec>,
 }
 
+/// The web front's settings.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    pub listen: std::net::SocketAddr,
+    /// Certificate chain and key files, when the server speaks HTTPS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub sender_name: String,
+    pub undo_window: Duration,
+    /// Requests per minute per client address; 0 means no limit.
+    pub rate_limit: u32,
+    pub list_names: std::collections::HashMap<Scope, String>,
+}
+
 /// The milter's settings.
 #[derive(Clone, Debug)]
 pub struct MilterConfig {
@@ -93,6 +107,8 @@ pub struct Config {
     pub classifier: Classifier,
     /// `None`: no unsubscribe headers are added.
     pub unsubscribe: Option<UnsubscribeConfig>,
+    /// `None`: no web front.
+    pub web: Option<WebConfig>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -233,6 +249,13 @@ impl Config {
             .as_ref()
             .map(|u| unsubscribe(u, &invalid))
             .transpose()?;
+        let web = file.web.as_ref().map(|w| web(w, &invalid)).transpose()?;
+        if web.is_some() && unsubscribe.is_none() {
+            return Err(invalid(
+                "web",
+                &"needs an [unsubscribe] section: the pages honour its tokens",
+            ));
+        }
         Ok(Self {
             path: path.to_owned(),
             milter: MilterConfig {
@@ -253,8 +276,63 @@ impl Config {
                 list_header: header.clone(),
             },
             unsubscribe,
+            web,
         })
     }
+}
+
+fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, ConfigError> {
+    let listen = w.listen.parse().map_err(|_| {
+        invalid(
+            "web.listen",
+            &expected(&w.listen, "ADDRESS:PORT such as 127.0.0.1:8080 or [::]:443"),
+        )
+    })?;
+    let tls = match (&w.tls_cert, &w.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (Some(_), None) => return Err(invalid("web.tls_key", &"is needed with web.tls_cert")),
+        (None, Some(_)) => return Err(invalid("web.tls_cert", &"is needed with web.tls_key")),
+    };
+    let trusted_proxies = w
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &format!("web.trusted_proxies[{i}]"),
+                        &expected(p, "an address or a network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let undo_window =
+        humantime::parse_duration(&w.undo_window).map_err(|e| invalid("web.undo_window", &e))?;
+    if w.sender_name.trim().is_empty() {
+        return Err(invalid("web.sender_name", &"must not be empty"));
+    }
+    let list_names = w
+        .lists
+        .iter()
+        .map(|(id, name)| {
+            let scope = id
+                .parse::<Scope>()
+                .map_err(|e| invalid(&format!("web.lists.{id}"), &e))?;
+            Ok((scope, name.clone()))
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(WebConfig {
+        listen,
+        tls,
+        trusted_proxies,
+        sender_name: w.sender_name.trim().to_owned(),
+        undo_window,
+        rate_limit: w.rate_limit,
+        list_names,
+    })
 }
 
 type Invalid<'a> = dyn Fn(&str, &dyn fmt::Display) -> ConfigError + 'a;

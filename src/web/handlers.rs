@@ -1,0 +1,290 @@
+//! The request handlers. Each one resolves the token, does at most one store write, and
+//! answers; errors never show store details to the client.
+
+use super::{
+    WebState,
+    client::client_address,
+    pages::{self, Lang, ListName, Problem},
+};
+use crate::{
+    consent::{ConsentValue, Scope, Source},
+    unsubscribe::{ResolveError, Target},
+};
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, Path, Request, State, rejection::PathRejection},
+    http::{HeaderMap, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+use tracing::{error, info};
+
+/// The longest user agent kept as evidence.
+const MAX_AGENT: usize = 200;
+
+/// `GET /u/{token}`: the question. Changes nothing.
+pub async fn page(
+    State(state): State<Arc<WebState>>,
+    token: TokenPath,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang(&headers);
+    let Ok(Path(token)) = token else {
+        return invalid_link(lang);
+    };
+    let target = match start(&state, &token, peer, &headers, lang).await {
+        Ok((target, _)) => target,
+        Err(response) => return response,
+    };
+    let list = list_name(&state, &target.scope);
+    Html(pages::confirm(
+        lang,
+        &pages::mask(target.address.as_str()),
+        &list,
+    ))
+    .into_response()
+}
+
+/// `POST /u/{token}`: the opt-out, from a mailbox provider (one-click) or the page's button.
+pub async fn unsubscribe(
+    State(state): State<Arc<WebState>>,
+    token: TokenPath,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = lang(&headers);
+    let Ok(Path(token)) = token else {
+        return invalid_link(lang);
+    };
+    let (target, client) = match start(&state, &token, peer, &headers, lang).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let from_page =
+        is_form(&headers) && form_urlencoded::parse(&body).any(|(k, v)| k == "via" && v == "page");
+    let source = if from_page {
+        Source::Web
+    } else {
+        Source::OneClick
+    };
+    let evidence = evidence(&target, client, &headers, "unsubscribe");
+    let now = SystemTime::now();
+    let change = target.change(ConsentValue::No, source, evidence, now);
+    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+        error!(error = %e, token = %target.claims.label(), "cannot record an opt-out");
+        return unavailable(lang);
+    }
+    info!(token = %target.claims.label(), %client, %source, scope = %target.scope, "opt-out recorded");
+    if !from_page {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "unsubscribed\n",
+        )
+            .into_response();
+    }
+    let undo_minutes = (!target.expired && !state.config.undo_window.is_zero())
+        .then(|| state.config.undo_window.as_secs().div_ceil(60));
+    let list = list_name(&state, &target.scope);
+    Html(pages::done(
+        lang,
+        &pages::mask(target.address.as_str()),
+        &list,
+        &token,
+        undo_minutes,
+    ))
+    .into_response()
+}
+
+/// `POST /u/{token}/undo`: subscribe again, if this token's opt-out is recent enough.
+pub async fn undo(
+    State(state): State<Arc<WebState>>,
+    token: TokenPath,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang(&headers);
+    let Ok(Path(token)) = token else {
+        return invalid_link(lang);
+    };
+    let (target, client) = match start(&state, &token, peer, &headers, lang).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let now = SystemTime::now();
+    let records = match state.store.records(&target.address).await {
+        Ok(records) => records,
+        Err(e) => {
+            error!(error = %e, "cannot read consent for an undo");
+            return unavailable(lang);
+        }
+    };
+    let recent_opt_out = records.iter().any(|r| {
+        r.scope == target.scope
+            && r.value == ConsentValue::No
+            && matches!(r.source, Source::OneClick | Source::Web)
+            && now.duration_since(r.updated_at).unwrap_or_default() <= state.config.undo_window
+    });
+    if target.expired || !recent_opt_out {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(pages::problem(lang, Problem::CannotUndo)),
+        )
+            .into_response();
+    }
+    let change = target.change(
+        ConsentValue::Yes,
+        Source::Web,
+        evidence(&target, client, &headers, "undo"),
+        now,
+    );
+    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+        error!(error = %e, "cannot record an undo");
+        return unavailable(lang);
+    }
+    info!(token = %target.claims.label(), %client, scope = %target.scope, "opt-out undone");
+    let list = list_name(&state, &target.scope);
+    Html(pages::undone(
+        lang,
+        &pages::mask(target.address.as_str()),
+        &list,
+    ))
+    .into_response()
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): State<Arc<WebState>>) -> Response {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response(),
+    }
+}
+
+/// Counts the request against its client's limit before anything else is read; over the
+/// limit, a 429.
+pub async fn limit(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = client_address(peer.ip(), request.headers(), &state.config.trusted_proxies);
+    if state.limiter.allow(client, Instant::now()) {
+        return next.run(request).await;
+    }
+    let page = Html(pages::problem(
+        lang(request.headers()),
+        Problem::TooManyRequests,
+    ));
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "60")],
+        page,
+    )
+        .into_response()
+}
+
+/// The token from the path; a path that is not even text is an invalid link too.
+pub type TokenPath = Result<Path<String>, PathRejection>;
+
+/// What every token route does first: resolve the token.
+async fn start(
+    state: &WebState,
+    token: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    lang: Lang,
+) -> Result<(Target, IpAddr), Response> {
+    let client = client_address(peer.ip(), headers, &state.config.trusted_proxies);
+    match state
+        .unsubscribe
+        .resolve(state.store.as_ref(), token, SystemTime::now())
+        .await
+    {
+        Ok(target) => Ok((target, client)),
+        Err(ResolveError::Store(e)) => {
+            error!(error = %e, "cannot resolve a token");
+            Err(unavailable(lang))
+        }
+        Err(e) => {
+            info!(%client, reason = %e, "refused an unsubscribe link");
+            Err(invalid_link(lang))
+        }
+    }
+}
+
+fn invalid_link(lang: Lang) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(pages::problem(lang, Problem::InvalidLink)),
+    )
+        .into_response()
+}
+
+fn unavailable(lang: Lang) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "60")],
+        Html(pages::problem(lang, Problem::Unavailable)),
+    )
+        .into_response()
+}
+
+fn lang(headers: &HeaderMap) -> Lang {
+    Lang::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+fn list_name<'a>(state: &'a WebState, scope: &'a Scope) -> ListName<'a> {
+    match scope {
+        Scope::All => ListName::All {
+            sender: &state.config.sender_name,
+        },
+        Scope::List(id) => ListName::Named(
+            state
+                .config
+                .list_names
+                .get(scope)
+                .map_or(id.as_str(), String::as_str),
+        ),
+    }
+}
+
+/// The audit trail's evidence: which token, from where, with what, and whether it had
+/// expired. Never the token itself.
+fn evidence(target: &Target, client: IpAddr, headers: &HeaderMap, what: &str) -> String {
+    let agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .chars()
+        .take(MAX_AGENT)
+        .collect();
+    format!(
+        "{what} token={}{} client={client} user-agent={agent:?}",
+        target.claims.label(),
+        if target.expired { " (expired)" } else { "" }
+    )
+}

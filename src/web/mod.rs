@@ -1,0 +1,141 @@
+//! The web front: the RFC 8058 one-click endpoint that mailbox providers POST to, the page
+//! a person reaches from the link, its undo, and a health check for load balancers.
+//!
+//! Routes:
+//! - `POST /u/{token}`: unsubscribe. 200 only once the opt-out is durable; no cookie, no
+//!   redirect; repeating it is harmless.
+//! - `GET /u/{token}`: a page that asks; it never changes anything, because mail security
+//!   scanners fetch every link they see.
+//! - `POST /u/{token}/undo`: subscribe again, within the undo window, with a token that
+//!   has not expired.
+//! - `GET /healthz`: 200 when the store answers, 503 when not.
+
+mod client;
+mod handlers;
+pub mod pages;
+
+use crate::{config::WebConfig, store::ConsentStore, unsubscribe::Unsubscribe};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    routing::{get, post},
+};
+use axum_server::tls_rustls::RustlsConfig;
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+
+pub use client::RateLimiter;
+
+/// The largest request body accepted: a one-click body is 26 bytes.
+const BODY_LIMIT: usize = 16 * 1024;
+/// The longest a request may take, reading included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What every request handler shares.
+pub struct WebState {
+    pub config: WebConfig,
+    pub store: Arc<dyn ConsentStore>,
+    pub unsubscribe: Arc<Unsubscribe>,
+    pub limiter: RateLimiter,
+}
+
+impl WebState {
+    pub fn new(
+        config: WebConfig,
+        store: Arc<dyn ConsentStore>,
+        unsubscribe: Arc<Unsubscribe>,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.rate_limit);
+        Self {
+            config,
+            store,
+            unsubscribe,
+            limiter,
+        }
+    }
+}
+
+/// The router, without a socket: tests call it with `oneshot`.
+pub fn app(state: Arc<WebState>) -> Router {
+    let csp = HeaderValue::from_str(&pages::content_security_policy())
+        .unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    let set =
+        |name: HeaderName, value: HeaderValue| SetResponseHeaderLayer::overriding(name, value);
+    Router::new()
+        .route(
+            "/u/{token}",
+            get(handlers::page).post(handlers::unsubscribe),
+        )
+        .route("/u/{token}/undo", post(handlers::undo))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            handlers::limit,
+        ))
+        .route("/healthz", get(handlers::healthz))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(set(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(set(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(set(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(set(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(set(header::CONTENT_SECURITY_POLICY, csp))
+        .with_state(state)
+}
+
+/// Loads the TLS certificate and key when configured, so that a bad file stops the daemon
+/// at start rather than at the first request.
+pub async fn tls(config: &WebConfig) -> io::Result<Option<RustlsConfig>> {
+    match &config.tls {
+        None => Ok(None),
+        Some((cert, key)) => RustlsConfig::from_pem_file(cert, key).await.map(Some),
+    }
+}
+
+/// Serves `app` on `listener` (with `tls` when given) until `shutdown` resolves; open
+/// requests then get a few seconds to finish.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    state: Arc<WebState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+}
