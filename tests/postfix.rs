@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    mta::{Daemon, require, smtp_send, wait_for},
+    mta::{Daemon, free_port, http, require, smtp_send, unsubscribe_uri, wait_for},
     postfix::{PROGRAMS, Postfix},
 };
 use std::time::Duration;
@@ -131,5 +131,77 @@ fn sendmail_command_mail_is_suppressed_without_sticking_in_the_queue() {
     let log = postfix.log();
     assert!(!log.contains("milter configuration error"), "{log}");
     assert!(!log.contains("to=<gone@example.org>, relay="), "{log}");
+    milter.stop();
+}
+
+const WEB_CONFIG: &str = r#"
+[unsubscribe]
+https_base = "https://unsubscribe.example.com"
+mailto = "unsubscribe@example.com"
+generate_missing_key = true
+
+[[unsubscribe.keys]]
+id = 1
+file = "@DIR@/token.key"
+
+[web]
+listen = "127.0.0.1:@WEB_PORT@"
+"#;
+
+#[test]
+fn one_click_from_a_delivered_message_refuses_the_next_one() {
+    if !require(
+        "one_click_from_a_delivered_message_refuses_the_next_one",
+        &PROGRAMS,
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let web_port = free_port();
+    let config = (CONFIG.to_owned() + WEB_CONFIG)
+        .replace("@DIR@", &dir.path().to_string_lossy())
+        .replace("@WEB_PORT@", &web_port.to_string());
+    let milter = Daemon::start(dir.path(), &config);
+    let postfix = Postfix::start("oneclick", &format!("inet:127.0.0.1:{}", milter.port));
+
+    let sent = smtp_send(
+        postfix.smtp_port,
+        "news@example.com",
+        &["reader@example.org"],
+        &message("oc-1@test.example", ""),
+    );
+    assert_eq!(sent.rcpts[0].1.code, 250, "{sent:?}");
+    let delivered = postfix.wait_delivered("oc-1@test.example");
+    let uri = unsubscribe_uri(&delivered.text, "https:");
+    let path = uri.strip_prefix("https://unsubscribe.example.com").unwrap();
+
+    // As Gmail does it: a POST with the RFC 8058 body, no cookies, nothing else.
+    let (status, body) = http(
+        web_port,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("User-Agent", "Mozilla/5.0 (compatible; Google-OneClick)"),
+        ],
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let sent = smtp_send(
+        postfix.smtp_port,
+        "news@example.com",
+        &["reader@example.org"],
+        &message("oc-2@test.example", ""),
+    );
+    let refused = &sent.rcpts[0].1;
+    assert_eq!(refused.code, 550, "{refused:?}");
+    assert!(refused.text.contains("opted out"), "{refused:?}");
+    let history = milter.cli(&["consent", "history", "reader@example.org"]);
+    assert!(
+        history.contains("\tweekly-news\tn\tone-click\t"),
+        "{history}"
+    );
+    assert!(history.contains("Google-OneClick"), "{history}");
     milter.stop();
 }

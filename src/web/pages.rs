@@ -122,12 +122,13 @@ pub fn confirm(lang: Lang, masked: &str, list: &ListName) -> String {
         Lang::En => ("Unsubscribe", "Unsubscribe", "Unsubscribe"),
         Lang::Fr => ("Désabonnement", "Désabonner", "Me désabonner"),
     };
-    let from = match lang {
-        Lang::En => "from",
-        Lang::Fr => "de",
+    // French sets a (narrow) no-break space before a question mark.
+    let (from, mark) = match lang {
+        Lang::En => ("from", "?"),
+        Lang::Fr => ("de", "\u{202f}?"),
     };
     let body = format!(
-        "<p>{question} <strong>{}</strong> {from} <strong>{}</strong>?</p>\
+        "<p>{question} <strong>{}</strong> {from} <strong>{}</strong>{mark}</p>\
          <form method=\"post\" action=\"\">\
          <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
          <input type=\"hidden\" name=\"via\" value=\"page\">\

@@ -4,6 +4,7 @@
 
 pub mod mta;
 pub mod postfix;
+pub mod webdriver;
 
 use optout_milter::{
     config::{Config, Overrides},

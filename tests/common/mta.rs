@@ -14,18 +14,23 @@ use std::{
 /// Whether the real parts a test needs are here. Without them the test says it was skipped
 /// and why; under CI (`CI=true`) they are required and the test fails instead.
 pub fn require(test: &str, programs: &[&str]) -> bool {
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let not_root = (!root).then_some("it must run as root to start a private MTA");
+    require_parts(test, programs, not_root)
+}
+
+/// Like [`require`], for tests that need programs but not root.
+pub fn require_programs(test: &str, programs: &[&str]) -> bool {
+    require_parts(test, programs, None)
+}
+
+fn require_parts(test: &str, programs: &[&str], other: Option<&str>) -> bool {
     let mut missing: Vec<String> = programs
         .iter()
         .filter(|p| !Path::new(p).exists())
         .map(|p| format!("{p} is not installed"))
         .collect();
-    if std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(1)
-        != 0
-    {
-        missing.push("it must run as root to start a private MTA".into());
-    }
+    missing.extend(other.map(str::to_owned));
     if missing.is_empty() {
         return true;
     }
@@ -204,4 +209,56 @@ fn read_reply(reader: &mut impl BufRead) -> Reply {
         }
         text.push('\n');
     }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: status code and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web front");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The first `List-Unsubscribe` URI of `scheme` in a delivered message.
+pub fn unsubscribe_uri(message: &str, scheme: &str) -> String {
+    let start = message
+        .find("List-Unsubscribe: ")
+        .expect("a List-Unsubscribe header");
+    let header: String = message[start..]
+        .lines()
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l.trim())
+        .collect();
+    header
+        .split(['<', '>'])
+        .find(|part| part.starts_with(scheme))
+        .unwrap_or_else(|| panic!("no {scheme} URI in {header}"))
+        .to_owned()
 }
