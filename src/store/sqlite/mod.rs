@@ -1,9 +1,11 @@
 //! The embedded default backend: one SQLite file in WAL mode.
 //!
 //! `synchronous = FULL` makes every commit reach the disk before it returns, so an opt-out
-//! that was acknowledged survives a power cut. Writers start with `BEGIN IMMEDIATE` so that
-//! two concurrent writers wait for each other (busy timeout) instead of failing on a lock
-//! upgrade.
+//! that was acknowledged survives a power cut. Reads go through a small pool; every write
+//! goes through the [`writer`] task, which commits concurrent writes together (group
+//! commit): one disk flush for many opt-outs, each still answered only after its commit.
+
+mod writer;
 
 use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture, redact};
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
@@ -22,6 +24,7 @@ use std::{
 /// The SQLite store.
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: writer::Writer,
 }
 
 const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
@@ -49,60 +52,8 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
-    }
-
-    async fn record_all(&self, changes: &[Change]) -> Result<Vec<Recorded>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(changes.len());
-        for change in changes {
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT value FROM consent WHERE address = ? AND channel = ? AND scope = ?",
-            )
-            .bind(change.address.as_str())
-            .bind(change.channel.as_str())
-            .bind(change.scope.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if current.as_deref() == Some(change.value.as_str()) {
-                outcomes.push(Recorded::Unchanged);
-                continue;
-            }
-            let at = to_millis(change.at);
-            sqlx::query(
-                "INSERT INTO consent (address, channel, scope, value, source, updated_at, evidence)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (address, channel, scope) DO UPDATE SET
-                   value = excluded.value, source = excluded.source,
-                   updated_at = excluded.updated_at, evidence = excluded.evidence",
-            )
-            .bind(change.address.as_str())
-            .bind(change.channel.as_str())
-            .bind(change.scope.as_str())
-            .bind(change.value.as_str())
-            .bind(change.source.as_str())
-            .bind(at)
-            .bind(&change.evidence)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO consent_history
-                   (address, channel, scope, value, source, recorded_at, evidence)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(change.address.as_str())
-            .bind(change.channel.as_str())
-            .bind(change.scope.as_str())
-            .bind(change.value.as_str())
-            .bind(change.source.as_str())
-            .bind(at)
-            .bind(&change.evidence)
-            .execute(&mut *tx)
-            .await?;
-            outcomes.push(Recorded::Changed);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        let writer = writer::Writer::spawn(pool.clone());
+        Ok(Self { pool, writer })
     }
 }
 
@@ -130,7 +81,7 @@ impl ConsentStore for SqliteStore {
     }
 
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
-        Box::pin(self.record_all(changes))
+        Box::pin(self.writer.record(changes.to_vec()))
     }
 
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
@@ -210,25 +161,7 @@ impl ConsentStore for SqliteStore {
                 .await?;
             let id = match existing {
                 Some(id) => id,
-                None => {
-                    let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                    sqlx::query(
-                        "INSERT INTO token_subject (address, scope, created_at) VALUES (?, ?, ?)
-                         ON CONFLICT (address, scope) DO NOTHING",
-                    )
-                    .bind(address.as_str())
-                    .bind(scope.as_str())
-                    .bind(to_millis(SystemTime::now()))
-                    .execute(&mut *tx)
-                    .await?;
-                    let id: i64 = sqlx::query_scalar(SELECT)
-                        .bind(address.as_str())
-                        .bind(scope.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    id
-                }
+                None => self.writer.subject(address.clone(), scope.clone()).await?,
             };
             u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative subject id {id}")))
         })

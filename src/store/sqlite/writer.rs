@@ -1,0 +1,220 @@
+//! The single writer of the SQLite store, with group commit.
+//!
+//! SQLite allows one writer at a time and, with `synchronous = FULL`, each commit waits for
+//! the disk. Committing every opt-out alone caps intake at the disk's flush rate. Instead,
+//! every write is sent to this task; it takes whatever writes are waiting (up to
+//! [`MAX_BATCH`]), applies them in order in one transaction, commits once, and only then
+//! answers each caller. If the batch fails, each write is retried alone so that one bad
+//! write cannot fail the others.
+
+use super::to_millis;
+use crate::{
+    consent::{Address, Change, Scope},
+    store::{Recorded, StoreError},
+};
+use sqlx::{SqliteConnection, SqlitePool};
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most writes committed together.
+const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer; callers wait when it is full.
+const QUEUE: usize = 4096;
+
+/// One write and where its answer goes.
+enum Job {
+    Record(
+        Vec<Change>,
+        oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
+    ),
+    Subject(Address, Scope, oneshot::Sender<Result<i64, StoreError>>),
+}
+
+/// What a job produced, before it is known whether the batch commits.
+enum Outcome {
+    Record(Vec<Recorded>),
+    Subject(i64),
+}
+
+/// The handle callers write through.
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task over `pool`; it ends when the last handle is dropped.
+    pub fn spawn(pool: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, queue));
+        Self { jobs }
+    }
+
+    /// Applies `changes` in one transaction (possibly shared with other writes).
+    pub async fn record(&self, changes: Vec<Change>) -> Result<Vec<Recorded>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Record(changes, reply)).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// The subject id of (`address`, `scope`), created if it does not exist.
+    pub async fn subject(&self, address: Address, scope: Scope) -> Result<i64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Subject(address, scope, reply)).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).await.map_err(|_| gone())
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Query(sqlx::Error::PoolClosed)
+}
+
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match commit(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    answer(job, Ok(outcome));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                for job in batch.drain(..) {
+                    let result = commit(&pool, std::slice::from_ref(&job))
+                        .await
+                        .map(|mut outcomes| outcomes.remove(0));
+                    answer(job, result);
+                }
+            }
+            Err(error) => {
+                if let Some(job) = batch.pop() {
+                    answer(job, Err(error));
+                }
+            }
+        }
+    }
+}
+
+fn answer(job: Job, result: Result<Outcome, StoreError>) {
+    // A caller that went away (a timed-out request) no longer needs its answer; the write
+    // itself has been committed or not, as the result says.
+    match job {
+        Job::Record(_, reply) => drop(reply.send(result.and_then(Outcome::into_record))),
+        Job::Subject(_, _, reply) => drop(reply.send(result.and_then(Outcome::into_subject))),
+    }
+}
+
+impl Outcome {
+    fn into_record(self) -> Result<Vec<Recorded>, StoreError> {
+        match self {
+            Outcome::Record(recorded) => Ok(recorded),
+            Outcome::Subject(_) => Err(mismatch()),
+        }
+    }
+
+    fn into_subject(self) -> Result<i64, StoreError> {
+        match self {
+            Outcome::Subject(id) => Ok(id),
+            Outcome::Record(_) => Err(mismatch()),
+        }
+    }
+}
+
+/// `commit` answers each job with its own kind of outcome; this cannot happen.
+fn mismatch() -> StoreError {
+    StoreError::Corrupt("a write's outcome does not match the write".into())
+}
+
+/// Applies `jobs` in order in one transaction and commits.
+async fn commit(pool: &SqlitePool, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(match job {
+            Job::Record(changes, _) => Outcome::Record(record(&mut tx, changes).await?),
+            Job::Subject(address, scope, _) => {
+                Outcome::Subject(subject(&mut tx, address, scope).await?)
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn record(
+    conn: &mut SqliteConnection,
+    changes: &[Change],
+) -> Result<Vec<Recorded>, StoreError> {
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for change in changes {
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM consent WHERE address = ? AND channel = ? AND scope = ?",
+        )
+        .bind(change.address.as_str())
+        .bind(change.channel.as_str())
+        .bind(change.scope.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if current.as_deref() == Some(change.value.as_str()) {
+            outcomes.push(Recorded::Unchanged);
+            continue;
+        }
+        let at = to_millis(change.at);
+        sqlx::query(
+            "INSERT INTO consent (address, channel, scope, value, source, updated_at, evidence)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (address, channel, scope) DO UPDATE SET
+               value = excluded.value, source = excluded.source,
+               updated_at = excluded.updated_at, evidence = excluded.evidence",
+        )
+        .bind(change.address.as_str())
+        .bind(change.channel.as_str())
+        .bind(change.scope.as_str())
+        .bind(change.value.as_str())
+        .bind(change.source.as_str())
+        .bind(at)
+        .bind(&change.evidence)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO consent_history (address, channel, scope, value, source, recorded_at, evidence)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(change.address.as_str())
+        .bind(change.channel.as_str())
+        .bind(change.scope.as_str())
+        .bind(change.value.as_str())
+        .bind(change.source.as_str())
+        .bind(at)
+        .bind(&change.evidence)
+        .execute(&mut *conn)
+        .await?;
+        outcomes.push(Recorded::Changed);
+    }
+    Ok(outcomes)
+}
+
+async fn subject(
+    conn: &mut SqliteConnection,
+    address: &Address,
+    scope: &Scope,
+) -> Result<i64, StoreError> {
+    sqlx::query(
+        "INSERT INTO token_subject (address, scope, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (address, scope) DO NOTHING",
+    )
+    .bind(address.as_str())
+    .bind(scope.as_str())
+    .bind(to_millis(SystemTime::now()))
+    .execute(&mut *conn)
+    .await?;
+    let id = sqlx::query_scalar("SELECT id FROM token_subject WHERE address = ? AND scope = ?")
+        .bind(address.as_str())
+        .bind(scope.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(id)
+}

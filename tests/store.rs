@@ -1,0 +1,125 @@
+//! The SQLite store under concurrent use: group commit must keep every write, answer each
+//! caller with its own outcome, and keep the history in step with the current state.
+#![allow(clippy::unwrap_used)] // tests fail loudly
+
+use optout_milter::{
+    consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
+    store::{self, Recorded},
+};
+use std::{sync::Arc, time::SystemTime};
+
+fn change(i: usize, value: ConsentValue) -> Change {
+    Change {
+        address: AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap(),
+        channel: Channel::Email,
+        scope: Scope::All,
+        value,
+        source: Source::OneClick,
+        at: SystemTime::now(),
+        evidence: format!("writer {i}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_all_kept_and_answered_individually() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let store = store::open(&url).await.unwrap();
+    // Half the addresses already have the value they will be sent again.
+    for i in (0..400).step_by(2) {
+        store.record(&[change(i, ConsentValue::No)]).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                (
+                    i,
+                    store.record(&[change(i, ConsentValue::No)]).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        let expected = if i % 2 == 0 {
+            Recorded::Unchanged
+        } else {
+            Recorded::Changed
+        };
+        assert_eq!(outcome, [expected], "writer {i}");
+    }
+    for i in 0..400 {
+        let address = AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap();
+        let history = store.history(&address).await.unwrap();
+        assert_eq!(history.len(), 1, "r{i}");
+        assert_eq!(
+            store.records(&address).await.unwrap()[0].value,
+            ConsentValue::No
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_subject_ids_for_one_pair_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let store = store::open(&url).await.unwrap();
+    let address = AddressPolicy::default()
+        .normalize("same@example.org")
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (store, address) = (Arc::clone(&store), address.clone());
+            let scope: Scope = if i % 2 == 0 {
+                Scope::All
+            } else {
+                "news".parse().unwrap()
+            };
+            tokio::spawn(async move {
+                (
+                    scope.clone(),
+                    store.subject_id(&address, &scope).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashMap::new();
+    for task in tasks {
+        let (scope, id) = task.await.unwrap();
+        assert_eq!(*ids.entry(scope.clone()).or_insert(id), id, "{scope}");
+    }
+    assert_eq!(ids.len(), 2);
+    for (scope, id) in ids {
+        assert_eq!(
+            store.subject(id).await.unwrap(),
+            Some((address.clone(), scope))
+        );
+    }
+    assert_eq!(store.subject(999_999).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_history_refuses_to_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let store = store::open(&url).await.unwrap();
+    store.record(&[change(1, ConsentValue::No)]).await.unwrap();
+    use sqlx::{Connection, SqliteConnection};
+    let mut db = SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "UPDATE consent_history SET value = 'y'",
+        "DELETE FROM consent_history",
+    ] {
+        let error = sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+}
