@@ -28,6 +28,7 @@ pub mod config;
 pub mod consent;
 pub mod headers;
 pub mod import;
+pub mod intake;
 pub mod milter;
 pub mod socket;
 pub mod store;

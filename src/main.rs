@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
                 source = cause.source();
             }
             eprintln!("{message}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -4,6 +4,7 @@
 //! file, so one config serves the daemon and an operator's one-off commands alike.
 
 mod consent;
+mod ingest;
 mod serve;
 mod token;
 
@@ -43,6 +44,16 @@ pub enum Command {
     /// Read and change recorded consent.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Read one unsubscribe mail on standard input (for Postfix's pipe transport).
+    /// Exits 0 when done, 65 for an unusable message, 75 for a temporary failure.
+    Ingest {
+        /// The envelope sender (`${sender}`; empty for bounces).
+        #[arg(long)]
+        sender: Option<String>,
+        /// The envelope recipient (`${recipient}`); may be repeated.
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
+    },
     /// Mint and inspect unsubscribe tokens, and create token keys.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -127,14 +138,48 @@ pub enum CliError {
     Key(#[from] crate::token::KeyError),
     #[error("invalid token")]
     Token(#[from] crate::token::TokenError),
-    #[error("cannot write the output")]
+    #[error(transparent)]
+    Intake(#[from] crate::intake::IntakeError),
+    /// Any failure of `ingest`, which must exit with a sysexits status.
+    #[error(transparent)]
+    Ingest(Box<CliError>),
+    #[error("cannot read or write")]
     Output(#[from] std::io::Error),
     #[error("cannot write the output")]
     Csv(#[from] csv::Error),
 }
 
+/// sysexits: the data was unusable.
+const EX_DATAERR: u8 = 65;
+/// sysexits: try again later.
+const EX_TEMPFAIL: u8 = 75;
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Ingest(inner) => match inner.as_ref() {
+                CliError::Intake(crate::intake::IntakeError::Unusable) => EX_DATAERR,
+                _ => EX_TEMPFAIL,
+            },
+            _ => 1,
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ingest = matches!(cli.command, Command::Ingest { .. });
+    run_command(cli).await.map_err(|e| {
+        if ingest {
+            CliError::Ingest(Box::new(e))
+        } else {
+            e
+        }
+    })
+}
+
+async fn run_command(cli: Cli) -> Result<(), CliError> {
     // Making a key needs no config: it is often the first step of writing one.
     if let Command::Token(TokenCommand::Keygen { file }) = &cli.command {
         crate::token::keys::generate(file)?;
@@ -155,6 +200,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig => println!("{}: OK", config.path.display()),
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,
+        Command::Ingest { sender, recipients } => ingest::run(&config, sender, recipients).await?,
     }
     Ok(())
 }

@@ -82,11 +82,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     info!(%socket, store = %store::redact(&config.store_url), "milter listening");
-    let milter = Arc::new(Milter {
-        config: Arc::new(config),
-        store,
-        unsubscribe,
-    });
+    let milter = Arc::new(Milter::new(Arc::new(config), store, unsubscribe));
     let server = milter::run(listener, milter, until_stopped(stopped));
     servers.push(Box::pin(
         async move { server.await.map_err(ServeError::Milter) },

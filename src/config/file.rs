@@ -15,6 +15,7 @@ pub struct ConfigFile {
     pub classify: ClassifySection,
     pub unsubscribe: Option<UnsubscribeSection>,
     pub web: Option<WebSection>,
+    pub intake: Option<IntakeSection>,
 }
 
 /// `[milter]`: how the MTA talks to us.
@@ -209,4 +210,58 @@ fn undo_window() -> String {
 
 fn rate_limit() -> u32 {
     60
+}
+
+/// `[intake]`: unsubscribe mails to the `mailto:` address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSection {
+    /// After processing, the milter `discard`s the mail or lets it go on (`deliver`).
+    #[serde(default = "discard")]
+    pub after: String,
+    /// Whether the milter takes unsubscribe mails itself (else only `ingest` does).
+    #[serde(default = "yes")]
+    pub milter: bool,
+    /// Larger messages are not unsubscribe requests.
+    #[serde(default = "max_bytes")]
+    pub max_bytes: usize,
+    /// authserv-ids whose `Authentication-Results` are believed.
+    #[serde(default)]
+    pub trusted_authserv_ids: Vec<String>,
+    /// A confirmation mail to whoever was unsubscribed; off without this table.
+    pub confirmation: Option<ConfirmationSection>,
+}
+
+fn discard() -> String {
+    "discard".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn max_bytes() -> usize {
+    256 * 1024
+}
+
+/// `[intake.confirmation]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationSection {
+    /// The SMTP relay, `host:port`.
+    pub relay: String,
+    /// The confirmation's From, e.g. `Example <no-reply@example.com>`.
+    pub from: String,
+    #[serde(default = "confirmation_subject")]
+    pub subject: String,
+    #[serde(default = "confirmation_text")]
+    pub text: String,
+}
+
+fn confirmation_subject() -> String {
+    "You are unsubscribed".into()
+}
+
+fn confirmation_text() -> String {
+    "We received your request and will no longer send you this mail.\n".into()
 }

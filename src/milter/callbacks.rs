@@ -25,6 +25,8 @@ use tracing::{error, warn};
 pub struct Connection {
     session: Session,
     noreply: ProtoOpts,
+    /// The MTA accepts `Skip` for the rest of the body.
+    skip: bool,
 }
 
 /// The actions the milter uses.
@@ -39,8 +41,10 @@ const NOREPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
 
 /// Builds the callbacks over the shared state.
 pub fn build(milter: Arc<Milter>) -> Callbacks<Connection> {
+    let takes_mail = milter.intake.is_some();
+    let m5 = milter.clone();
     let (m1, m2, m3, m4) = (milter.clone(), milter.clone(), milter.clone(), milter);
-    Callbacks::new()
+    let callbacks = Callbacks::new()
         .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
         .on_connect(|cx, _, socket| Box::pin(async move { connect(cx, socket) }))
         .on_mail(move |cx, args| {
@@ -66,7 +70,15 @@ pub fn build(milter: Arc<Milter>) -> Callbacks<Connection> {
                 }
                 Status::Continue
             })
-        })
+        });
+    // The body is read only for unsubscribe mails; without intake it is never requested.
+    match takes_mail {
+        true => callbacks.on_body(move |cx, chunk| {
+            let m = m5.clone();
+            Box::pin(async move { body(cx, &m, &chunk) })
+        }),
+        false => callbacks,
+    }
 }
 
 async fn negotiate(
@@ -89,6 +101,7 @@ async fn negotiate(
     cx.data = Some(Connection {
         session: Session::default(),
         noreply,
+        skip: cx.requested_opts.contains(ProtoOpts::SKIP),
     });
     Status::Continue
 }
@@ -97,6 +110,7 @@ fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
     let conn = cx.data.get_or_insert_with(|| Connection {
         session: Session::default(),
         noreply: ProtoOpts::empty(),
+        skip: false,
     });
     // Postfix gives local submissions client port 0; Sendmail gives no socket at all.
     conn.session.local_submission = match socket {
@@ -144,6 +158,16 @@ fn header(cx: &mut Context<Connection>, milter: &Milter, name: &CStr, value: &CS
     conn.session
         .header(milter, &name.to_string_lossy(), &value.to_string_lossy());
     reply_or_continue(conn, ProtoOpts::NOREPLY_HEADER)
+}
+
+fn body(cx: &mut Context<Connection>, milter: &Milter, chunk: &[u8]) -> Status {
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
+    match conn.session.body(milter, chunk) || !conn.skip {
+        true => Status::Continue,
+        false => Status::Skip,
+    }
 }
 
 async fn eom(cx: &mut EomContext<Connection>, milter: &Milter) -> Status {

@@ -8,7 +8,7 @@ pub mod callbacks;
 pub mod listener;
 pub mod session;
 
-use crate::{config::Config, store::ConsentStore, unsubscribe::Unsubscribe};
+use crate::{config::Config, intake::Intake, store::ConsentStore, unsubscribe::Unsubscribe};
 use std::{future::Future, io, sync::Arc};
 
 pub use listener::{MilterListener, bind};
@@ -19,6 +19,33 @@ pub struct Milter {
     pub config: Arc<Config>,
     pub store: Arc<dyn ConsentStore>,
     pub unsubscribe: Option<Arc<Unsubscribe>>,
+    /// Set when the milter takes unsubscribe mails itself (`[intake] milter = true`).
+    pub intake: Option<Arc<Intake>>,
+}
+
+impl Milter {
+    /// Assembles the milter; it takes unsubscribe mails itself when `[intake] milter` says so.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn ConsentStore>,
+        unsubscribe: Option<Arc<Unsubscribe>>,
+    ) -> Self {
+        let intake = match (&config.intake, &unsubscribe) {
+            (Some(intake), Some(unsubscribe)) if intake.milter => Some(Arc::new(Intake::new(
+                intake.clone(),
+                store.clone(),
+                unsubscribe.clone(),
+                config.addresses.clone(),
+            ))),
+            _ => None,
+        };
+        Self {
+            config,
+            store,
+            unsubscribe,
+            intake,
+        }
+    }
 }
 
 /// Serves milter connections on `listener` until `shutdown` resolves, then waits for the

@@ -16,6 +16,8 @@
 //! - Marketing mail left with one recipient gets that recipient's `List-Unsubscribe` and
 //!   `List-Unsubscribe-Post`; with several, the configured policy applies, since one
 //!   header cannot name several recipients.
+//! - Mail to the unsubscribe address (when the milter takes it) is read whole, handed to
+//!   the intake at end of message, and then discarded or delivered as configured.
 //! - When the store fails, the answer is a temporary failure (or, if the operator chose
 //!   fail-open, acceptance); never a silent delivery to an opted-out address.
 
@@ -24,6 +26,7 @@ use crate::{
     config::{AllOptedOut, ExistingHeader, MultipleRecipients, OnStoreError},
     consent::{Address, BlockReason, Channel, Decision, Scope},
     headers::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK},
+    intake::{After, Envelope, IntakeError},
     store::StoreError,
     unsubscribe::Unsubscribe,
 };
@@ -41,6 +44,8 @@ pub struct Session {
 /// What is known of the current message.
 #[derive(Debug, Default)]
 struct Message {
+    /// The envelope sender as the MTA sent it.
+    sender: String,
     sender_list: Option<Scope>,
     recipients: Vec<Recipient>,
     header_list: Option<Scope>,
@@ -48,6 +53,11 @@ struct Message {
     /// Copies of `List-Unsubscribe` and `List-Unsubscribe-Post` the message came with.
     unsubscribe_headers: i32,
     post_headers: i32,
+    /// Recipients that are the unsubscribe address; the message is then read whole.
+    intake_rcpts: Vec<String>,
+    /// The headers and body of an unsubscribe mail, as the intake will read them.
+    raw_headers: Vec<u8>,
+    body: Vec<u8>,
 }
 
 /// An accepted recipient.
@@ -117,6 +127,7 @@ impl Session {
             .ok()
             .and_then(|a| config.classifier.by_sender(&a).cloned());
         self.message = Message {
+            sender: sender.to_owned(),
             sender_list,
             ..Message::default()
         };
@@ -124,6 +135,14 @@ impl Session {
 
     /// RCPT TO: refuse the recipient now when the list is known and the MTA allows it.
     pub async fn rcpt(&mut self, milter: &Milter, rcpt: &str, queue_id: &str) -> RcptVerdict {
+        if milter
+            .intake
+            .as_ref()
+            .is_some_and(|i| i.is_unsubscribe_address(rcpt))
+        {
+            self.message.intake_rcpts.push(rcpt.to_owned());
+            return RcptVerdict::Continue;
+        }
         let address = match milter.config.addresses.normalize(rcpt) {
             Ok(address) => Some(address),
             Err(error) => {
@@ -166,6 +185,10 @@ impl Session {
     /// A header: the list header names the list (the first one counts) and is counted so
     /// that every copy can be removed.
     pub fn header(&mut self, milter: &Milter, name: &str, value: &str) {
+        if !self.message.intake_rcpts.is_empty() {
+            let raw = &mut self.message.raw_headers;
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
         if name.eq_ignore_ascii_case(LIST_UNSUBSCRIBE) {
             self.message.unsubscribe_headers += 1;
         } else if name.eq_ignore_ascii_case(LIST_UNSUBSCRIBE_POST) {
@@ -188,16 +211,39 @@ impl Session {
         }
     }
 
+    /// A body chunk: kept only for an unsubscribe mail, and only up to one byte past the
+    /// intake's size limit (enough to know it is too large). `false`: the rest of the body
+    /// is not needed.
+    pub fn body(&mut self, milter: &Milter, chunk: &[u8]) -> bool {
+        let (Some(intake), false) = (&milter.intake, self.message.intake_rcpts.is_empty()) else {
+            return false;
+        };
+        let message = &mut self.message;
+        let used = message.raw_headers.len() + 2 + message.body.len();
+        let room = (intake.config.max_bytes + 1).saturating_sub(used);
+        message
+            .body
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        chunk.len() < room
+    }
+
     /// End of message: which recipients to remove, which headers to change, and the
     /// message's fate.
     pub async fn eom(&mut self, milter: &Milter, queue_id: &str) -> EomPlan {
-        let message = std::mem::take(&mut self.message);
+        let mut message = std::mem::take(&mut self.message);
         let mut plan = EomPlan {
             delete_headers: Vec::new(),
             remove: Vec::new(),
             add_headers: Vec::new(),
             verdict: EomVerdict::Continue,
         };
+        let unsubscribe_mail = !message.intake_rcpts.is_empty();
+        if unsubscribe_mail
+            && let Some(done) =
+                take_unsubscribe_mail(milter, &mut message, &mut plan, queue_id).await
+        {
+            return done;
+        }
         if message.list_headers > 0 {
             let name = milter.config.classifier.list_header.clone();
             plan.delete_headers.push((name, message.list_headers));
@@ -364,6 +410,52 @@ impl Session {
     /// The message was aborted: forget it.
     pub fn abort(&mut self) {
         self.message = Message::default();
+    }
+}
+
+/// Hands an unsubscribe mail to the intake. `Some(plan)` when that decides the message's
+/// fate; `None` when the other recipients still go through the usual checks.
+async fn take_unsubscribe_mail(
+    milter: &Milter,
+    message: &mut Message,
+    plan: &mut EomPlan,
+    queue_id: &str,
+) -> Option<EomPlan> {
+    let intake = milter.intake.as_ref()?;
+    let mut raw = std::mem::take(&mut message.raw_headers);
+    raw.extend_from_slice(b"\r\n");
+    raw.append(&mut message.body);
+    let envelope = Envelope {
+        sender: Some(message.sender.clone()),
+        recipients: message.intake_rcpts.clone(),
+    };
+    let only_intake = message.recipients.is_empty();
+    match intake.process(&envelope, &raw).await {
+        Err(IntakeError::Store(error)) => {
+            warn!(queue_id, %error, "store failed; unsubscribe mail deferred");
+            return Some(tempfail());
+        }
+        Err(IntakeError::Unusable) if only_intake => {
+            return Some(EomPlan {
+                verdict: EomVerdict::Reject {
+                    xcode: "5.6.0",
+                    text: "this unsubscribe message cannot be read".into(),
+                },
+                ..tempfail()
+            });
+        }
+        Err(IntakeError::Unusable) | Ok(_) => {}
+    }
+    match (intake.config.after, only_intake) {
+        (After::Deliver, _) => None,
+        (After::Discard, true) => Some(EomPlan {
+            verdict: EomVerdict::Discard,
+            ..tempfail()
+        }),
+        (After::Discard, false) => {
+            plan.remove.append(&mut message.intake_rcpts);
+            None
+        }
     }
 }
 

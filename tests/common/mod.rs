@@ -116,9 +116,5 @@ pub fn milter_for(config: Config, store: Arc<dyn ConsentStore>) -> Milter {
         .unsubscribe
         .clone()
         .map(|u| Arc::new(Unsubscribe::load(u).expect("token keys")));
-    Milter {
-        config: Arc::new(config),
-        store,
-        unsubscribe,
-    }
+    Milter::new(Arc::new(config), store, unsubscribe)
 }

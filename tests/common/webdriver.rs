@@ -72,6 +72,22 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {created}"))
             .to_owned();
+        // Chromium's --lang and language preference do not reliably reach Accept-Language
+        // in headless mode; the DevTools protocol sets it for certain.
+        let version = browser.call(
+            "POST",
+            &browser.session_path("/goog/cdp/execute"),
+            Some(json!({"cmd": "Browser.getVersion", "params": {}})),
+        );
+        let agent = version["value"]["userAgent"]
+            .as_str()
+            .unwrap_or("Mozilla/5.0")
+            .to_owned();
+        browser.call(
+            "POST",
+            &browser.session_path("/goog/cdp/execute"),
+            Some(json!({"cmd": "Emulation.setUserAgentOverride", "params": {"userAgent": agent, "acceptLanguage": language}})),
+        );
         browser
     }
 

@@ -1,0 +1,223 @@
+//! Validation of the optional sections: each turns its serde form into typed settings,
+//! naming the key of anything it refuses.
+
+use super::{ConfigError, ExistingHeader, MultipleRecipients, UnsubscribeConfig, WebConfig, file};
+use crate::{
+    consent::Scope,
+    headers::Links,
+    intake::{After, ConfirmationConfig, IntakeConfig},
+    token::{KeySpec, MAX_PREFIX_CHARS},
+};
+use std::{fmt, path::PathBuf, time::Duration};
+
+pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, ConfigError> {
+    let listen = w.listen.parse().map_err(|_| {
+        invalid(
+            "web.listen",
+            &expected(&w.listen, "ADDRESS:PORT such as 127.0.0.1:8080 or [::]:443"),
+        )
+    })?;
+    let tls = match (&w.tls_cert, &w.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (Some(_), None) => return Err(invalid("web.tls_key", &"is needed with web.tls_cert")),
+        (None, Some(_)) => return Err(invalid("web.tls_cert", &"is needed with web.tls_key")),
+    };
+    let trusted_proxies = w
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &format!("web.trusted_proxies[{i}]"),
+                        &expected(p, "an address or a network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let undo_window =
+        humantime::parse_duration(&w.undo_window).map_err(|e| invalid("web.undo_window", &e))?;
+    if w.sender_name.trim().is_empty() {
+        return Err(invalid("web.sender_name", &"must not be empty"));
+    }
+    let list_names = w
+        .lists
+        .iter()
+        .map(|(id, name)| {
+            let scope = id
+                .parse::<Scope>()
+                .map_err(|e| invalid(&format!("web.lists.{id}"), &e))?;
+            Ok((scope, name.clone()))
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(WebConfig {
+        listen,
+        tls,
+        trusted_proxies,
+        sender_name: w.sender_name.trim().to_owned(),
+        undo_window,
+        rate_limit: w.rate_limit,
+        list_names,
+    })
+}
+
+pub(super) type Invalid<'a> = dyn Fn(&str, &dyn fmt::Display) -> ConfigError + 'a;
+
+pub(super) fn unsubscribe(
+    u: &file::UnsubscribeSection,
+    invalid: &Invalid,
+) -> Result<UnsubscribeConfig, ConfigError> {
+    let https_base = u.https_base.trim_end_matches('/');
+    let host = https_base.strip_prefix("https://").unwrap_or("");
+    if host.is_empty()
+        || !https_base.bytes().all(|b| b.is_ascii_graphic())
+        || "<>\"?#".chars().any(|c| host.contains(c))
+    {
+        return Err(invalid(
+            "unsubscribe.https_base",
+            &expected(
+                &u.https_base,
+                "an https:// URL (RFC 8058 one-click needs HTTPS)",
+            ),
+        ));
+    }
+    let (local, domain) = u.mailto.rsplit_once('@').unwrap_or(("", ""));
+    let local_ok = (1..=MAX_PREFIX_CHARS).contains(&local.len())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let domain = idna::domain_to_ascii(domain)
+        .ok()
+        .filter(|d| !d.is_empty() && d.contains('.'));
+    let (true, Some(mailto_domain)) = (local_ok, domain) else {
+        return Err(invalid(
+            "unsubscribe.mailto",
+            &expected(
+                &u.mailto,
+                &format!(
+                    "an address whose local part has 1 to {MAX_PREFIX_CHARS} letters, digits, '-', '_' or '.', so that LOCAL+TOKEN fits 64 octets"
+                ),
+            ),
+        ));
+    };
+    let multiple_recipients = match u.multiple_recipients.as_str() {
+        "list-level" => MultipleRecipients::ListLevel,
+        "reject" => MultipleRecipients::Reject,
+        "skip" => MultipleRecipients::Skip,
+        other => {
+            return Err(invalid(
+                "unsubscribe.multiple_recipients",
+                &expected(other, "list-level, reject or skip"),
+            ));
+        }
+    };
+    let existing_header = match u.existing_header.as_str() {
+        "replace" => ExistingHeader::Replace,
+        "keep" => ExistingHeader::Keep,
+        other => {
+            return Err(invalid(
+                "unsubscribe.existing_header",
+                &expected(other, "replace or keep"),
+            ));
+        }
+    };
+    let token_lifetime = humantime::parse_duration(&u.token_lifetime)
+        .map_err(|e| invalid("unsubscribe.token_lifetime", &e))?;
+    if token_lifetime < Duration::from_secs(30 * 86_400) {
+        return Err(invalid(
+            "unsubscribe.token_lifetime",
+            &"must be at least 30d: CAN-SPAM requires links to work for 30 days",
+        ));
+    }
+    if u.keys.is_empty() {
+        return Err(invalid(
+            "unsubscribe.keys",
+            &"at least one key is needed to sign tokens",
+        ));
+    }
+    let keys = u
+        .keys
+        .iter()
+        .map(|k| KeySpec {
+            id: k.id,
+            file: PathBuf::from(&k.file),
+        })
+        .collect();
+    Ok(UnsubscribeConfig {
+        links: Links {
+            https_base: https_base.to_owned(),
+            mailto_local: local.to_owned(),
+            mailto_domain,
+        },
+        multiple_recipients,
+        existing_header,
+        token_lifetime,
+        generate_missing_key: u.generate_missing_key,
+        keys,
+    })
+}
+
+pub(super) fn expected(got: &str, expected: &str) -> String {
+    format!("{got:?} is not allowed; expected {expected}")
+}
+
+pub(super) fn intake(
+    i: &file::IntakeSection,
+    invalid: &Invalid,
+) -> Result<IntakeConfig, ConfigError> {
+    let after = match i.after.as_str() {
+        "discard" => After::Discard,
+        "deliver" => After::Deliver,
+        other => {
+            return Err(invalid(
+                "intake.after",
+                &expected(other, "discard or deliver"),
+            ));
+        }
+    };
+    if i.max_bytes < 1024 {
+        return Err(invalid("intake.max_bytes", &"must be at least 1024"));
+    }
+    let confirmation =
+        i.confirmation
+            .as_ref()
+            .map(|c| {
+                let (host, port) = c
+                    .relay
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| {
+                        Some((
+                            h.trim_matches(['[', ']']).to_owned(),
+                            p.parse::<u16>().ok()?,
+                        ))
+                    })
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "intake.confirmation.relay",
+                            &expected(&c.relay, "HOST:PORT such as 127.0.0.1:25"),
+                        )
+                    })?;
+                let from = c.from.parse().map_err(|e| {
+                    invalid("intake.confirmation.from", &format!("{:?}: {e}", c.from))
+                })?;
+                Ok(ConfirmationConfig {
+                    relay_host: host,
+                    relay_port: port,
+                    from,
+                    subject: c.subject.clone(),
+                    text: c.text.clone(),
+                })
+            })
+            .transpose()?;
+    Ok(IntakeConfig {
+        after,
+        milter: i.milter,
+        max_bytes: i.max_bytes,
+        trusted_authserv_ids: i.trusted_authserv_ids.clone(),
+        confirmation,
+    })
+}

@@ -1,0 +1,259 @@
+//! Unsubscribe mails: what arrives at the `mailto:` address of `List-Unsubscribe`, by the
+//! milter (on the receiving side) or by `optout-milter ingest` (Postfix's pipe transport).
+//! Both hand the raw message to [`Intake::process`].
+//!
+//! Whom to unsubscribe:
+//! 1. the recipient named by a valid token, looked for in the envelope recipient and the
+//!    `To` address (`PREFIX+TOKEN@DOMAIN`), then the `Subject`, then the first text part
+//!    (an HTML-only body is read as text). An expired token still counts.
+//! 2. without a valid token, the `From` address, but only when the receiving MTA's
+//!    `Authentication-Results` (from a trusted authserv-id) shows DKIM or DMARC passing in
+//!    alignment with it. People write from aliases, so an unauthenticated `From` is never
+//!    trusted.
+//!
+//! Never an unsubscribe: bounces and reports, auto-replies, and messages larger than
+//! `max_bytes`. They are ignored and the reason is logged; nothing is recorded.
+
+mod confirm;
+pub mod parse;
+
+pub use confirm::{ConfirmationConfig, Confirmer};
+
+use crate::{
+    consent::{Address, AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
+    store::{ConsentStore, Recorded, StoreError},
+    unsubscribe::{ResolveError, Unsubscribe},
+};
+use mail_parser::MessageParser;
+use std::{sync::Arc, time::SystemTime};
+use tracing::{info, warn};
+
+/// What the milter does with an unsubscribe mail after processing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Drop it (or, when it also has other recipients, only remove the unsubscribe address).
+    Discard,
+    /// Let it go on to the mailbox behind the address.
+    Deliver,
+}
+
+/// `[intake]`, validated.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub after: After,
+    /// Whether the milter looks at mail to the unsubscribe address.
+    pub milter: bool,
+    pub max_bytes: usize,
+    pub trusted_authserv_ids: Vec<String>,
+    pub confirmation: Option<ConfirmationConfig>,
+}
+
+/// The envelope, as far as it is known.
+#[derive(Clone, Debug, Default)]
+pub struct Envelope {
+    /// `Some("")` is the null sender of bounces; `None` when not known.
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+}
+
+/// What processing did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unsubscribed {
+        address: Address,
+        scope: Scope,
+        /// Where the token or the authenticated sender was found.
+        found_in: &'static str,
+        recorded: Recorded,
+    },
+    /// Not an unsubscribe request; nothing recorded.
+    Ignored(String),
+}
+
+/// Processing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the message cannot be parsed as mail")]
+    Unusable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The intake: config, store and token codec.
+pub struct Intake {
+    pub config: IntakeConfig,
+    store: Arc<dyn ConsentStore>,
+    unsubscribe: Arc<Unsubscribe>,
+    addresses: AddressPolicy,
+    confirmer: Option<Confirmer>,
+}
+
+impl Intake {
+    pub fn new(
+        config: IntakeConfig,
+        store: Arc<dyn ConsentStore>,
+        unsubscribe: Arc<Unsubscribe>,
+        addresses: AddressPolicy,
+    ) -> Self {
+        let confirmer = config.confirmation.clone().map(Confirmer::new);
+        Self {
+            config,
+            store,
+            unsubscribe,
+            addresses,
+            confirmer,
+        }
+    }
+
+    /// Whether `rcpt` is the unsubscribe address (with or without a token).
+    pub fn is_unsubscribe_address(&self, rcpt: &str) -> bool {
+        let links = &self.unsubscribe.config.links;
+        parse::is_unsubscribe_address(rcpt, &links.mailto_local, &links.mailto_domain)
+    }
+
+    /// Reads one unsubscribe mail and records what it asks, durably, before returning.
+    pub async fn process(&self, envelope: &Envelope, raw: &[u8]) -> Result<Outcome, IntakeError> {
+        if raw.len() > self.config.max_bytes {
+            return Ok(ignored(format!(
+                "larger than max_bytes ({} bytes)",
+                raw.len()
+            )));
+        }
+        let message = MessageParser::default()
+            .parse(raw)
+            .ok_or(IntakeError::Unusable)?;
+        if message.headers().is_empty() {
+            return Err(IntakeError::Unusable);
+        }
+        if let Some(reason) = parse::automatic(&message, envelope.sender.as_deref()) {
+            return Ok(ignored(reason.to_owned()));
+        }
+        let links = &self.unsubscribe.config.links;
+        let (local, domain) = (links.mailto_local.as_str(), links.mailto_domain.as_str());
+        let mut candidates: Vec<(&'static str, String)> = Vec::new();
+        for rcpt in &envelope.recipients {
+            candidates
+                .extend(parse::plus_token(rcpt, local, domain).map(|t| ("envelope recipient", t)));
+        }
+        for to in message.to().iter().flat_map(|a| a.iter()) {
+            candidates.extend(
+                to.address()
+                    .and_then(|a| parse::plus_token(a, local, domain))
+                    .map(|t| ("To", t)),
+            );
+        }
+        let subject = message.subject().unwrap_or("");
+        candidates.extend(parse::token_candidates(subject).map(|t| ("Subject", t)));
+        if let Some(body) = message.body_text(0) {
+            candidates.extend(
+                parse::token_candidates(&body)
+                    .map(|t| ("body", t))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let from = message
+            .from()
+            .and_then(|f| f.first())
+            .and_then(|a| a.address())
+            .unwrap_or("");
+        let evidence = |found_in: &str, token: Option<String>| {
+            format!(
+                "mailto found-in={found_in}{} message-id=<{}> from=<{from}> received={}",
+                token.map(|t| format!(" token={t}")).unwrap_or_default(),
+                message.message_id().unwrap_or(""),
+                humantime::format_rfc3339_seconds(SystemTime::now()),
+            )
+        };
+        let now = SystemTime::now();
+        for (found_in, candidate) in &candidates {
+            match self
+                .unsubscribe
+                .resolve(self.store.as_ref(), candidate, now)
+                .await
+            {
+                Ok(target) => {
+                    let label = format!(
+                        "{}{}",
+                        target.claims.label(),
+                        if target.expired { " (expired)" } else { "" }
+                    );
+                    let change = target.change(
+                        ConsentValue::No,
+                        Source::Mailto,
+                        evidence(found_in, Some(label)),
+                        now,
+                    );
+                    return self.record(change, found_in).await;
+                }
+                Err(ResolveError::Store(e)) => return Err(e.into()),
+                Err(_) => continue,
+            }
+        }
+        let Ok(address) = self.addresses.normalize(from) else {
+            return Ok(ignored("no valid token, and no usable From address".into()));
+        };
+        if !parse::authenticated(
+            &message,
+            address.domain(),
+            &self.config.trusted_authserv_ids,
+        ) {
+            let why = if candidates.is_empty() {
+                "no token"
+            } else {
+                "no valid token"
+            };
+            return Ok(ignored(format!(
+                "{why}, and the From address is not authenticated"
+            )));
+        }
+        let change = Change {
+            address,
+            channel: Channel::Email,
+            scope: list_in_subject(subject),
+            value: ConsentValue::No,
+            source: Source::Mailto,
+            at: now,
+            evidence: evidence("authenticated From", None),
+        };
+        self.record(change, "authenticated From").await
+    }
+
+    async fn record(&self, change: Change, found_in: &'static str) -> Result<Outcome, IntakeError> {
+        let recorded = self.store.record(std::slice::from_ref(&change)).await?;
+        let recorded = recorded.first().copied().unwrap_or(Recorded::Unchanged);
+        info!(address = %change.address, scope = %change.scope, found_in, ?recorded, "unsubscribed by mail");
+        let confirmer = self
+            .confirmer
+            .as_ref()
+            .filter(|_| recorded == Recorded::Changed);
+        if let Some(Err(error)) = match confirmer {
+            Some(c) => Some(c.send(&change.address).await),
+            None => None,
+        } {
+            warn!(address = %change.address, %error, "cannot send the confirmation");
+        }
+        Ok(Outcome::Unsubscribed {
+            address: change.address,
+            scope: change.scope,
+            found_in,
+            recorded,
+        })
+    }
+}
+
+fn ignored(reason: String) -> Outcome {
+    info!(%reason, "not an unsubscribe request; nothing recorded");
+    Outcome::Ignored(reason)
+}
+
+/// The list of a list-level unsubscribe (`?subject=unsubscribe%20LIST`), else all
+/// marketing.
+fn list_in_subject(subject: &str) -> Scope {
+    let mut words = subject.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(first), Some(list), None) if first.eq_ignore_ascii_case("unsubscribe") => {
+            list.parse().unwrap_or(Scope::All)
+        }
+        _ => Scope::All,
+    }
+}
