@@ -144,7 +144,11 @@ impl Intake {
         }
         let subject = message.subject().unwrap_or("");
         candidates.extend(parse::token_candidates(subject).map(|t| ("Subject", t)));
-        if let Some(body) = message.body_text(0) {
+        // The first text part; for HTML also its markup, where links keep the token.
+        for body in [message.body_text(0), message.body_html(0)]
+            .into_iter()
+            .flatten()
+        {
             candidates.extend(
                 parse::token_candidates(&body)
                     .map(|t| ("body", t))

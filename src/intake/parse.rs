@@ -17,8 +17,13 @@ pub fn automatic(message: &Message, envelope_sender: Option<&str>) -> Option<&'s
             .header_raw(name)
             .map(|v| v.trim().to_ascii_lowercase())
     };
-    if header("Auto-Submitted").is_some_and(|v| !v.is_empty() && !v.starts_with("no")) {
-        return Some("Auto-Submitted says it was sent automatically");
+    // auto-replied (vacation, out of office) and auto-notified are responses nobody asked
+    // for. auto-generated is not refused: mail clients mark the unsubscribe mail they send
+    // for a person's click that way.
+    if header("Auto-Submitted")
+        .is_some_and(|v| v.starts_with("auto-replied") || v.starts_with("auto-notified"))
+    {
+        return Some("Auto-Submitted says it is an automatic reply");
     }
     for name in [
         "X-Autoreply",
@@ -135,6 +140,8 @@ mod tests {
         let cases = [
             ("Auto-Submitted: auto-replied\r\n", true),
             ("Auto-Submitted: no\r\n", false),
+            ("Auto-Submitted: auto-generated\r\n", false),
+            ("Auto-Submitted: auto-notified\r\n", true),
             ("X-Autoreply: yes\r\n", true),
             ("Precedence: auto_reply\r\n", true),
             (

@@ -1,0 +1,374 @@
+//! The sample unsubscribe mails under `tests/intake/`, each with its expected outcome in
+//! `cases.toml`, through the intake core; then the milter path with indymilter-test.
+#![allow(clippy::unwrap_used)] // tests fail loudly
+
+mod common;
+
+use base64::Engine;
+use indymilter_test::{EomAction, Status, TestConnection};
+use optout_milter::{
+    config::{Config, Overrides},
+    consent::{AddressPolicy, ConsentValue, Scope},
+    intake::{Envelope, Intake, Outcome},
+    store::{self, ConsentStore},
+    unsubscribe::Unsubscribe,
+};
+use serde::Deserialize;
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+const CONFIG: &str = r#"
+[unsubscribe]
+https_base = "https://unsubscribe.example.com"
+mailto = "unsubscribe@example.com"
+generate_missing_key = true
+[[unsubscribe.keys]]
+id = 1
+file = "@DIR@/token.key"
+
+[intake]
+max_bytes = 16384
+trusted_authserv_ids = ["mx.test.example"]
+"#;
+
+#[derive(Deserialize)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    file: String,
+    sender: Option<String>,
+    recipient: Option<String>,
+    expect: String,
+    address: Option<String>,
+    scope: Option<String>,
+    found_in: Option<String>,
+    reason: Option<String>,
+}
+
+struct Fixture {
+    intake: Intake,
+    store: Arc<dyn ConsentStore>,
+    unsubscribe: Arc<Unsubscribe>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("c.db").display());
+    let text = CONFIG.replace("@DIR@", &dir.path().to_string_lossy());
+    let overrides = Overrides {
+        store_url: Some(db.clone()),
+        socket: None,
+    };
+    let config = Config::parse(Path::new("t.toml"), &text, &overrides).unwrap();
+    let store = store::open(&db).await.unwrap();
+    let unsubscribe = Arc::new(Unsubscribe::load(config.unsubscribe.clone().unwrap()).unwrap());
+    let intake = Intake::new(
+        config.intake.clone().unwrap(),
+        store.clone(),
+        unsubscribe.clone(),
+        config.addresses.clone(),
+    );
+    Fixture {
+        intake,
+        store,
+        unsubscribe,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn token(&self, issued: SystemTime) -> String {
+        let address = AddressPolicy::default()
+            .normalize("reader@example.org")
+            .unwrap();
+        let subject = self
+            .store
+            .subject_id(&address, &"weekly-news".parse().unwrap())
+            .await
+            .unwrap();
+        self.unsubscribe.codec.mint(subject, issued).unwrap()
+    }
+
+    async fn value(&self, address: &str, scope: &str) -> Option<ConsentValue> {
+        let address = AddressPolicy::default().normalize(address).unwrap();
+        let scope: Scope = scope.parse().unwrap();
+        let records = self.store.records(&address).await.unwrap();
+        records
+            .into_iter()
+            .find(|r| r.scope == scope)
+            .map(|r| r.value)
+    }
+}
+
+/// Fills the placeholders of a sample.
+fn fill(text: &[u8], token: &str, old: &str) -> Vec<u8> {
+    let mut forged = token.to_owned().into_bytes();
+    forged[12] = if forged[12] == b'q' { b'r' } else { b'q' };
+    let forged = String::from_utf8(forged).unwrap();
+    let qp = format!("{}=\r\n{}", &token[..17], &token[17..]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!(
+        "Please stop.\r\nhttps://unsubscribe.example.com/u/{token}\r\n"
+    ));
+    let mut out = text.to_vec();
+    for (from, to) in [
+        ("@TOKEN_QP@", qp.as_str()),
+        ("@OLDTOKEN@", old),
+        ("@FORGED@", forged.as_str()),
+        ("@BASE64@", b64.as_str()),
+        ("@PADDING@", &"padding ".repeat(3000)),
+        ("@TOKEN@", token),
+    ] {
+        out = replace(&out, from.as_bytes(), to.as_bytes());
+    }
+    out
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_sample_mail_has_its_expected_outcome() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/intake");
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string(dir.join("cases.toml")).unwrap()).unwrap();
+    assert!(cases.case.len() >= 15);
+    for case in cases.case {
+        // A fresh store per case, so that one case's opt-out cannot pass for another's.
+        let f = fixture().await;
+        let token = f.token(SystemTime::now()).await;
+        let old = f
+            .token(SystemTime::now() - Duration::from_secs(400 * 86_400))
+            .await;
+        let raw = fill(&std::fs::read(dir.join(&case.file)).unwrap(), &token, &old);
+        let envelope = Envelope {
+            sender: Some(
+                case.sender
+                    .clone()
+                    .unwrap_or_else(|| "reader@example.org".into()),
+            ),
+            recipients: vec![
+                String::from_utf8(fill(
+                    case.recipient
+                        .as_deref()
+                        .unwrap_or("unsubscribe@example.com")
+                        .as_bytes(),
+                    &token,
+                    &old,
+                ))
+                .unwrap(),
+            ],
+        };
+        let outcome = f.intake.process(&envelope, &raw).await.unwrap();
+        match case.expect.as_str() {
+            "unsubscribed" => {
+                let Outcome::Unsubscribed {
+                    address,
+                    scope,
+                    found_in,
+                    ..
+                } = outcome
+                else {
+                    panic!("{}: expected an unsubscribe, got {outcome:?}", case.file);
+                };
+                let expected_address = case.address.as_deref().unwrap();
+                let expected_scope = case.scope.as_deref().unwrap();
+                assert_eq!(address.as_str(), expected_address, "{}", case.file);
+                assert_eq!(scope.as_str(), expected_scope, "{}", case.file);
+                assert_eq!(found_in, case.found_in.as_deref().unwrap(), "{}", case.file);
+                assert_eq!(
+                    f.value(expected_address, expected_scope).await,
+                    Some(ConsentValue::No),
+                    "{}",
+                    case.file
+                );
+            }
+            "ignored" => {
+                let Outcome::Ignored(reason) = outcome else {
+                    panic!("{}: expected to be ignored, got {outcome:?}", case.file);
+                };
+                assert!(
+                    reason.contains(case.reason.as_deref().unwrap()),
+                    "{}: {reason}",
+                    case.file
+                );
+                assert_eq!(
+                    f.value("reader@example.org", "weekly-news").await,
+                    None,
+                    "{}",
+                    case.file
+                );
+                assert_eq!(
+                    f.value("person@example.org", "*").await,
+                    None,
+                    "{}",
+                    case.file
+                );
+                assert_eq!(
+                    f.value("victim@example.org", "*").await,
+                    None,
+                    "{}",
+                    case.file
+                );
+            }
+            other => panic!("{}: unknown expectation {other}", case.file),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_evidence_names_the_message_and_where_the_token_was() {
+    let f = fixture().await;
+    let token = f.token(SystemTime::now()).await;
+    let raw = format!(
+        "From: alias@other.example\r\nSubject: unsubscribe {token}\r\nMessage-ID: <ev-1@other.example>\r\n\r\n"
+    );
+    f.intake
+        .process(&Envelope::default(), raw.as_bytes())
+        .await
+        .unwrap();
+    let address = AddressPolicy::default()
+        .normalize("reader@example.org")
+        .unwrap();
+    let history = f.store.history(&address).await.unwrap();
+    let evidence = &history[0].change.evidence;
+    for part in [
+        "found-in=Subject",
+        "message-id=<ev-1@other.example>",
+        "from=<alias@other.example>",
+        "received=",
+        "token=k1/s",
+    ] {
+        assert!(evidence.contains(part), "{part} not in {evidence}");
+    }
+    assert!(!evidence.contains(&token), "{evidence}");
+}
+
+#[tokio::test]
+async fn garbage_is_unusable_and_a_store_failure_is_temporary() {
+    let f = fixture().await;
+    let error = f
+        .intake
+        .process(&Envelope::default(), b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, optout_milter::intake::IntakeError::Unusable),
+        "{error:?}"
+    );
+    let token = f.token(SystemTime::now()).await;
+    let raw = format!("From: r@example.org\r\nTo: unsubscribe+{token}@example.com\r\n\r\n");
+    // Break the store under the intake.
+    {
+        use sqlx::{Connection, SqliteConnection};
+        let path = f._dir.path().join("c.db");
+        let mut db = SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("DROP TABLE consent")
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let error = f
+        .intake
+        .process(&Envelope::default(), raw.as_bytes())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, optout_milter::intake::IntakeError::Store(_)),
+        "{error:?}"
+    );
+}
+
+const MILTER_INTAKE: &str = r#"
+[unsubscribe]
+https_base = "https://unsubscribe.example.com"
+mailto = "unsubscribe@example.com"
+generate_missing_key = true
+[[unsubscribe.keys]]
+id = 1
+file = "@DIR@/token.key"
+
+[intake]
+max_bytes = 16384
+"#;
+
+#[tokio::test]
+async fn the_milter_takes_unsubscribe_mail_and_discards_it() {
+    let milter = common::start("", MILTER_INTAKE).await;
+    let address = AddressPolicy::default()
+        .normalize("reader@example.org")
+        .unwrap();
+    let subject = milter
+        .store
+        .subject_id(&address, &Scope::All)
+        .await
+        .unwrap();
+    let codec = &milter.milter.unsubscribe.as_ref().unwrap().codec;
+    let token = codec.mint(subject, SystemTime::now()).unwrap();
+
+    let mut conn = TestConnection::open(milter.addr).await.unwrap();
+    let client: std::net::SocketAddr = "198.51.100.5:40000".parse().unwrap();
+    conn.connect("mail.example.org", client).await.unwrap();
+    conn.mail(["<reader@example.org>"]).await.unwrap();
+    assert_eq!(
+        conn.rcpt([format!("<unsubscribe+{token}@example.com>")])
+            .await
+            .unwrap(),
+        Status::Continue
+    );
+    conn.header("From", "reader@example.org").await.unwrap();
+    conn.header("Subject", "unsubscribe").await.unwrap();
+    assert_eq!(
+        conn.body("Please unsubscribe me.\r\n").await.unwrap(),
+        Status::Continue
+    );
+    let (_, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Discard);
+    let records = milter.store.records(&address).await.unwrap();
+    assert_eq!(records[0].value, ConsentValue::No);
+
+    // Mixed recipients: only the unsubscribe address is removed.
+    conn.mail(["<reader@example.org>"]).await.unwrap();
+    conn.rcpt([format!("<unsubscribe+{token}@example.com>")])
+        .await
+        .unwrap();
+    conn.rcpt(["<friend@example.org>"]).await.unwrap();
+    conn.header("Subject", "fwd").await.unwrap();
+    conn.body("hi\r\n").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert_eq!(
+        actions.actions,
+        [EomAction::DeleteRecipient {
+            rcpt: std::ffi::CString::new(format!("<unsubscribe+{token}@example.com>")).unwrap()
+        }]
+    );
+
+    // Any other mail: the milter does not want its body.
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    conn.rcpt(["<someone@example.org>"]).await.unwrap();
+    conn.header("Subject", "hello").await.unwrap();
+    assert_eq!(conn.body("body\r\n").await.unwrap(), Status::Skip);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
