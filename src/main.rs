@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use optout_milter::cli::{self, Cli};
-use std::{error::Error, process::ExitCode};
+use std::{error::Error, io::IsTerminal, process::ExitCode};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_env("OPTOUT_MILTER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -278,3 +278,66 @@ fn token_keygen_mint_and_inspect() {
     assert!(!forged.ok);
     assert!(forged.stderr.contains("invalid token"), "{}", forged.stderr);
 }
+
+fn ingest(config: &Path, message: &[u8]) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(config)
+        .args([
+            "ingest",
+            "--sender",
+            "reader@example.org",
+            "--recipient",
+            "unsubscribe@example.com",
+        ])
+        .env("OPTOUT_MILTER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn ingest_exits_with_sysexits_codes() {
+    let (dir, config) = setup();
+    // No [intake] yet: a temporary failure, so Postfix keeps the mail until it is fixed.
+    assert_eq!(ingest(&config, b"Subject: x\r\n\r\n").0, Some(75));
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsubscribe@example.com\"\n\
+         generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}/k\"\n[intake]\n",
+        dir.path().display()
+    ));
+    fs::write(&config, text).unwrap();
+    let mint = cli(&config, &["token", "mint", "reader@example.org"]);
+    let token = mint
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("token: ")
+        .unwrap()
+        .to_owned();
+    let (code, out) = ingest(
+        &config,
+        format!("From: reader@example.org\r\nSubject: unsubscribe {token}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("unsubscribed: reader@example.org *"), "{out}");
+    let (code, out) = ingest(
+        &config,
+        b"Subject: hello\r\nAuto-Submitted: auto-replied\r\n\r\nAway\r\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ignored:"), "{out}");
+    let (code, out) = ingest(&config, b"");
+    assert_eq!(code, Some(65), "{out}");
+}

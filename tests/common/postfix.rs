@@ -38,6 +38,12 @@ impl Postfix {
     /// Starts instance `name` whose milters are `milters` (replacing the socket of
     /// `deploy/postfix/main.cf`).
     pub fn start(name: &str, milters: &str) -> Postfix {
+        Self::start_with(name, milters, "", "")
+    }
+
+    /// Like [`start`](Self::start), with `main_extra` appended to main.cf and
+    /// `master_extra` to master.cf.
+    pub fn start_with(name: &str, milters: &str, main_extra: &str, master_extra: &str) -> Postfix {
         let base = Path::new(ROOT).join(name);
         let _ = Command::new("/usr/sbin/postfix")
             .args(["-c", &base.join("etc").to_string_lossy(), "stop"])
@@ -60,10 +66,12 @@ impl Postfix {
             .replace("@BASE@", &base.to_string_lossy())
             .replace("@SINK_PORT@", &sink_port.to_string())
             + "\n# From deploy/postfix/main.cf:\n"
-            + &deploy;
+            + &deploy
+            + main_extra;
         fs::write(etc.join("main.cf"), main_cf).expect("main.cf");
-        let master_cf =
-            read("tests/postfix/master.cf").replace("@SMTP_PORT@", &smtp_port.to_string());
+        let master_cf = read("tests/postfix/master.cf")
+            .replace("@SMTP_PORT@", &smtp_port.to_string())
+            + master_extra;
         fs::write(etc.join("master.cf"), master_cf).expect("master.cf");
 
         let sink_process = Command::new("/usr/sbin/smtp-sink")

@@ -92,6 +92,12 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|value| panic!("{method} {path}: {value}"))
+    }
+
+    /// One WebDriver command; `Err` with the response when it reports an error.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to chromedriver");
@@ -106,11 +112,10 @@ impl Browser {
         stream.write_all(request.as_bytes()).expect("send");
         let body = read_response(&mut stream);
         let value: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert!(
-            value["value"].get("error").is_none(),
-            "{method} {path}: {value}"
-        );
-        value
+        match value["value"].get("error") {
+            None => Ok(value),
+            Some(_) => Err(value),
+        }
     }
 
     fn session_path(&self, rest: &str) -> String {
@@ -145,23 +150,38 @@ impl Browser {
         );
     }
 
-    /// The current page's text as rendered.
-    pub fn text(&self) -> String {
-        let found = self.call(
-            "POST",
-            &self.session_path("/element"),
-            Some(json!({"using": "css selector", "value": "body"})),
-        );
-        let id = found["value"][ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no body: {found}"))
-            .to_owned();
-        let text = self.call(
-            "GET",
-            &self.session_path(&format!("/element/{id}/text")),
-            None,
-        );
-        text["value"].as_str().unwrap_or_default().to_owned()
+    /// The current page's text as rendered, once it contains `needle`: a click that
+    /// submits a form returns before the next page has loaded, so this waits for it.
+    pub fn text_with(&self, needle: &str) -> String {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(
+                &format!("a page showing {needle:?}"),
+                Duration::from_secs(20),
+                || {
+                    last = self.text().unwrap_or_default();
+                    last.contains(needle).then(|| last.clone())
+                },
+            )
+        }));
+        found.unwrap_or_else(|_| panic!("no page showed {needle:?}; the last one said: {last}"))
+    }
+
+    /// The current page's text, or `None` while the page is being replaced.
+    fn text(&self) -> Option<String> {
+        let body = json!({"using": "css selector", "value": "body"});
+        let found = self
+            .try_call("POST", &self.session_path("/element"), Some(body))
+            .ok()?;
+        let id = found["value"][ELEMENT].as_str()?.to_owned();
+        let text = self
+            .try_call(
+                "GET",
+                &self.session_path(&format!("/element/{id}/text")),
+                None,
+            )
+            .ok()?;
+        text["value"].as_str().map(str::to_owned)
     }
 
     /// Saves a PNG screenshot of the page to `path`.
