@@ -4,6 +4,7 @@
 
 pub mod mta;
 pub mod postfix;
+pub mod sendmail;
 pub mod webdriver;
 
 use optout_milter::{

@@ -262,3 +262,93 @@ pub fn unsubscribe_uri(message: &str, scheme: &str) -> String {
         .unwrap_or_else(|| panic!("no {scheme} URI in {header}"))
         .to_owned()
 }
+
+/// A message as it reached the sink: envelope recipients and content.
+#[derive(Debug)]
+pub struct Delivered {
+    pub rcpts: Vec<String>,
+    pub text: String,
+}
+
+/// Postfix's `smtp-sink` on a loopback port, keeping each message in a file; the mail
+/// every test MTA relays to. Killed on drop.
+pub struct Sink {
+    pub port: u16,
+    dir: PathBuf,
+    process: Child,
+}
+
+impl Sink {
+    /// Starts a sink that writes to `dir` (created).
+    pub fn start(dir: &Path) -> Sink {
+        std::fs::create_dir_all(dir).expect("sink dir");
+        chown(dir, "nobody");
+        let port = free_port();
+        let process = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/msg.", dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("128")
+            .spawn()
+            .expect("start smtp-sink");
+        wait_for("smtp-sink to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Sink {
+            port,
+            dir: dir.to_owned(),
+            process,
+        }
+    }
+
+    /// Everything the sink received so far.
+    pub fn delivered(&self) -> Vec<Delivered> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let rcpts = text
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .map(|args| {
+                    let addr = args.split_whitespace().next().unwrap_or("");
+                    addr.trim_matches(['<', '>']).to_owned()
+                })
+                .collect();
+            out.push(Delivered { rcpts, text });
+        }
+        out
+    }
+
+    /// Waits until a delivered message contains `marker`, and returns it.
+    pub fn wait_delivered(&self, marker: &str) -> Delivered {
+        wait_for(
+            &format!("a delivery containing {marker:?}"),
+            Duration::from_secs(60),
+            || {
+                self.delivered()
+                    .into_iter()
+                    .find(|d| d.text.contains(marker))
+            },
+        )
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// `chown user path`.
+pub fn chown(path: &Path, user: &str) {
+    let ok = Command::new("chown")
+        .arg(user)
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown {user} {}", path.display());
+}

@@ -2,11 +2,11 @@
 //! the milter settings taken from `deploy/postfix/main.cf`.
 #![allow(dead_code)]
 
-use super::mta::{free_port, wait_for};
+use super::mta::{Delivered, Sink, chown, free_port, wait_for};
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -23,15 +23,7 @@ pub struct Postfix {
     pub base: PathBuf,
     pub etc: PathBuf,
     pub smtp_port: u16,
-    pub sink: PathBuf,
-    sink_process: Child,
-}
-
-/// A message as it reached the sink: envelope recipients and content.
-#[derive(Debug)]
-pub struct Delivered {
-    pub rcpts: Vec<String>,
-    pub text: String,
+    pub sink: Sink,
 }
 
 impl Postfix {
@@ -50,21 +42,21 @@ impl Postfix {
             .stderr(Stdio::null())
             .status();
         let _ = fs::remove_dir_all(&base);
-        let (etc, sink) = (base.join("etc"), base.join("sink"));
-        for dir in [&etc, &base.join("spool"), &base.join("data"), &sink] {
+        let etc = base.join("etc");
+        for dir in [&etc, &base.join("spool"), &base.join("data")] {
             fs::create_dir_all(dir).expect("instance dirs");
         }
         chown(&base.join("data"), "postfix");
-        chown(&sink, "nobody");
         register_config_dir(&etc);
 
-        let (smtp_port, sink_port) = (free_port(), free_port());
+        let smtp_port = free_port();
+        let sink = Sink::start(&base.join("sink"));
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let read = |p: &str| fs::read_to_string(manifest.join(p)).expect(p);
         let deploy = read("deploy/postfix/main.cf").replace("inet:127.0.0.1:8899", milters);
         let main_cf = read("tests/postfix/main.cf")
             .replace("@BASE@", &base.to_string_lossy())
-            .replace("@SINK_PORT@", &sink_port.to_string())
+            .replace("@SINK_PORT@", &sink.port.to_string())
             + "\n# From deploy/postfix/main.cf:\n"
             + &deploy
             + main_extra;
@@ -74,19 +66,11 @@ impl Postfix {
             + master_extra;
         fs::write(etc.join("master.cf"), master_cf).expect("master.cf");
 
-        let sink_process = Command::new("/usr/sbin/smtp-sink")
-            .args(["-u", "nobody", "-d"])
-            .arg(format!("{}/msg.", sink.display()))
-            .arg(format!("127.0.0.1:{sink_port}"))
-            .arg("128")
-            .spawn()
-            .expect("start smtp-sink");
         let postfix = Postfix {
             base,
             etc,
             smtp_port,
             sink,
-            sink_process,
         };
         postfix.postfix(&["start"]);
         wait_for("Postfix to listen", Duration::from_secs(30), || {
@@ -150,36 +134,12 @@ impl Postfix {
 
     /// Everything the sink received so far.
     pub fn delivered(&self) -> Vec<Delivered> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.sink).into_iter().flatten().flatten() {
-            let Ok(text) = fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            let rcpts = text
-                .lines()
-                .take_while(|l| !l.is_empty())
-                .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-                .map(|args| {
-                    let addr = args.split_whitespace().next().unwrap_or("");
-                    addr.trim_matches(['<', '>']).to_owned()
-                })
-                .collect();
-            out.push(Delivered { rcpts, text });
-        }
-        out
+        self.sink.delivered()
     }
 
     /// Waits until a delivered message contains `marker`, and returns it.
     pub fn wait_delivered(&self, marker: &str) -> Delivered {
-        wait_for(
-            &format!("a delivery containing {marker:?}"),
-            Duration::from_secs(60),
-            || {
-                self.delivered()
-                    .into_iter()
-                    .find(|d| d.text.contains(marker))
-            },
-        )
+        self.sink.wait_delivered(marker)
     }
 
     /// Whether the queue is empty (`postqueue -p`).
@@ -201,18 +161,7 @@ impl Drop for Postfix {
             .arg(&self.etc)
             .arg("stop")
             .output();
-        let _ = self.sink_process.kill();
-        let _ = self.sink_process.wait();
     }
-}
-
-fn chown(path: &Path, user: &str) {
-    let ok = Command::new("chown")
-        .arg(user)
-        .arg(path)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "chown {user} {}", path.display());
 }
 
 /// Postfix's set-gid commands (postdrop, postqueue) accept `-c DIR` only for directories
