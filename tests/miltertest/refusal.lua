@@ -1,0 +1,10 @@
+-- Sender-classified marketing: the opted-out recipient is refused at RCPT, the other not.
+dofile(os.getenv("MILTERTEST_DIR") .. "/common.lua")
+local conn = open()
+mt.macro(conn, SMFIC_RCPT, "i", "MT0001")
+check(mt.mailfrom(conn, "<news@example.com>"), "mailfrom")
+check(mt.rcptto(conn, "<gone@example.org>"), "rcptto gone")
+expect_reply(conn, SMFIR_REPLYCODE, "rcptto gone")
+check(mt.rcptto(conn, "<stays@example.org>"), "rcptto stays")
+expect_reply(conn, SMFIR_CONTINUE, "rcptto stays")
+mt.disconnect(conn)
