@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mta;
+pub mod opendkim;
 pub mod postfix;
 pub mod sendmail;
 pub mod webdriver;

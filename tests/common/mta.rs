@@ -79,15 +79,7 @@ impl Daemon {
         let port = free_port();
         let config = dir.join("optout-milter.toml");
         std::fs::write(&config, config_text.replace("@PORT@", &port.to_string())).expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("OPTOUT_MILTER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("milter.log")).expect("log"))
-            .spawn()
-            .expect("start optout-milter");
+        let child = spawn(&config, dir);
         let daemon = Daemon {
             config,
             port,
@@ -116,6 +108,21 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Kills the daemon outright (SIGKILL, as a crash or an OOM kill would), then starts it
+    /// again on the same config and port.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.config.parent().expect("config dir").to_owned();
+        self.child = spawn(&self.config, &dir);
+        let port = self.port;
+        wait_for(
+            "the milter to listen again",
+            Duration::from_secs(20),
+            || TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+    }
+
     /// Stops the daemon the way systemd does (SIGTERM) and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -123,6 +130,23 @@ impl Daemon {
             .status();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(config: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("milter.log"))
+        .expect("log");
+    Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("OPTOUT_MILTER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start optout-milter")
 }
 
 impl Drop for Daemon {
@@ -166,7 +190,8 @@ pub fn smtp_send(port: u16, from: &str, rcpts: &[&str], message: &str) -> Transa
     };
     assert_eq!(command("").code, 220);
     assert_eq!(command("EHLO client.test.example").code, 250);
-    assert_eq!(command(&format!("MAIL FROM:<{from}>")).code, 250);
+    let mail = command(&format!("MAIL FROM:<{from}>"));
+    assert_eq!(mail.code, 250, "MAIL FROM: {mail:?}");
     let rcpts: Vec<(String, Reply)> = rcpts
         .iter()
         .map(|r| (r.to_string(), command(&format!("RCPT TO:<{r}>"))))
@@ -351,4 +376,51 @@ pub fn chown(path: &Path, user: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "chown {user} {}", path.display());
+}
+
+/// What the journey and failure tests need of an MTA, Postfix or Sendmail.
+pub trait Mta {
+    fn name(&self) -> &'static str;
+    fn smtp_port(&self) -> u16;
+    fn delivered(&self) -> Vec<Delivered>;
+    fn wait_delivered(&self, marker: &str) -> Delivered;
+    fn queue_is_empty(&self) -> bool;
+}
+
+/// The reply codes of an SMTP transaction that may fail anywhere: MAIL, each RCPT, and
+/// DATA with the message when a recipient was accepted. It stops at the first 4xx or 5xx
+/// to MAIL. Nothing is asserted.
+pub fn smtp_codes(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<(String, u16)> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the MTA");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut command = |line: &str| -> u16 {
+        if !line.is_empty() {
+            writer
+                .write_all(format!("{line}\r\n").as_bytes())
+                .expect("write");
+        }
+        read_reply(&mut reader).code
+    };
+    let mut codes = vec![("greeting".to_owned(), command(""))];
+    codes.push(("EHLO".into(), command("EHLO client.test.example")));
+    let mail = command(&format!("MAIL FROM:<{from}>"));
+    codes.push(("MAIL".into(), mail));
+    if mail == 250 {
+        let mut accepted = false;
+        for rcpt in rcpts {
+            let code = command(&format!("RCPT TO:<{rcpt}>"));
+            accepted |= code == 250;
+            codes.push((format!("RCPT {rcpt}"), code));
+        }
+        if accepted && command("DATA") == 354 {
+            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
+            codes.push(("end of data".into(), command(&format!("{body}\r\n."))));
+        }
+    }
+    command("QUIT");
+    codes
 }

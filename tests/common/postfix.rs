@@ -194,3 +194,21 @@ fn register_config_dir(etc: &Path) {
         .is_ok_and(|s| s.success());
     assert!(ok, "cannot register {dir} in /etc/postfix/main.cf");
 }
+
+impl super::mta::Mta for Postfix {
+    fn name(&self) -> &'static str {
+        "Postfix"
+    }
+    fn smtp_port(&self) -> u16 {
+        self.smtp_port
+    }
+    fn delivered(&self) -> Vec<Delivered> {
+        self.sink.delivered()
+    }
+    fn wait_delivered(&self, marker: &str) -> Delivered {
+        self.sink.wait_delivered(marker)
+    }
+    fn queue_is_empty(&self) -> bool {
+        Postfix::queue_is_empty(self)
+    }
+}

@@ -125,14 +125,6 @@ fn mc(filters: &[(&str, u16)], smtp_port: u16, sink_port: u16) -> String {
             "INPUT_MAIL_FILTER(`{name}', `S=inet:{port}@127.0.0.1, F=T, T=C:10s;S:10s;R:10s;E:60s')dnl\n"
         ));
     }
-    let names: Vec<&str> = filters.iter().map(|(n, _)| *n).collect();
-    mc = mc.replace(
-        "define(`confINPUT_MAIL_FILTERS', `optout-milter')dnl\n",
-        &format!(
-            "define(`confINPUT_MAIL_FILTERS', `{}')dnl\n",
-            names.join(", ")
-        ),
-    );
     mc.replace("MAILER(`smtp')dnl", &format!("{extra}MAILER(`smtp')dnl"))
 }
 
@@ -154,5 +146,23 @@ impl Drop for Sendmail {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+impl super::mta::Mta for Sendmail {
+    fn name(&self) -> &'static str {
+        "Sendmail"
+    }
+    fn smtp_port(&self) -> u16 {
+        self.smtp_port
+    }
+    fn delivered(&self) -> Vec<Delivered> {
+        self.sink.delivered()
+    }
+    fn wait_delivered(&self, marker: &str) -> Delivered {
+        self.sink.wait_delivered(marker)
+    }
+    fn queue_is_empty(&self) -> bool {
+        Sendmail::queue_is_empty(self)
     }
 }
