@@ -82,6 +82,15 @@ fn smtp_mail_reaches_only_the_recipients_who_did_not_opt_out() {
     let delivered = postfix.wait_delivered("smtp-1@test.example");
     assert_eq!(delivered.rcpts, ["stays@example.org"]);
     let logged = postfix.wait_log(&["milter-reject: RCPT from", "5.7.1", "gone@example.org"]);
+    // Postfix opens the queue file only after the first accepted recipient, so a refusal at
+    // RCPT has no queue id yet; the milter logs NOQUEUE, as Postfix does.
+    let refusal = milter
+        .log()
+        .lines()
+        .find(|l| l.contains("recipient refused"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(refusal.contains("queue_id=\"NOQUEUE\""), "{refusal}");
     assert!(logged.contains("to=<gone@example.org>"), "{logged}");
 
     // List header: the opted-out recipient is removed at end of message, and the header

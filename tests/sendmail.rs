@@ -87,6 +87,17 @@ fn sendmail_refuses_removes_injects_and_takes_unsubscribe_mail() {
         "{refused:?}"
     );
     assert_eq!(sent.rcpts[1].1.code, 250);
+    // Unlike Postfix, Sendmail has a queue id at RCPT already: the refusal is logged with it.
+    let refusal = milter
+        .log()
+        .lines()
+        .find(|l| l.contains("recipient refused"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        refusal.contains("queue_id=") && !refusal.contains("NOQUEUE"),
+        "{refusal}"
+    );
     let delivered = sendmail.wait_delivered("sm-1@test.example");
     assert_eq!(delivered.rcpts, ["stays@example.org"]);
     assert!(

@@ -91,6 +91,12 @@ impl Daemon {
         daemon
     }
 
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        let dir = self.config.parent().expect("config dir");
+        std::fs::read_to_string(dir.join("milter.log")).unwrap_or_default()
+    }
+
     /// Runs a CLI command against the same config; panics if it fails.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
