@@ -15,4 +15,9 @@ mkdir -p "$dir"
 for deb in "$work"/*.deb; do
     dpkg -x "$deb" "$dir"
 done
-"$dir/usr/libexec/sendmail/sendmail" -d0.1 -bt </dev/null | head -n 1
+bin="$dir/usr/libexec/sendmail/sendmail"
+if ldd "$bin" | grep "not found"; then
+    echo "install-sendmail: $bin lacks the libraries above" >&2
+    exit 1
+fi
+echo "Sendmail $("$bin" -d0.1 -bt </dev/null 2>/dev/null | sed -n 's/^Version //p') unpacked in $dir"

@@ -1,0 +1,161 @@
+//! The milter alone: `cargo bench --bench milter [-- ENTRIES...]` (default 0 1000000).
+//!
+//! For each store size, fills a fresh store, starts the release binary (`serve`) on it,
+//! and drives it with C concurrent clients (16 and 64) that each repeat one MTA session:
+//! open, negotiate, connect, MAIL, RCPT x2, headers, end of message (with header
+//! injection). Reports transactions per second, p50/p99 latency per transaction, and the
+//! daemon's peak RSS (VmHWM).
+
+use indymilter_test::TestConnection;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+const SECONDS: u64 = 10;
+
+fn main() {
+    let entries: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let entries = if entries.is_empty() { vec![0, 1_000_000] } else { entries };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("| entries | clients | transactions/s | p50 | p99 | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    for n in entries {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = format!("sqlite:{}", dir.path().join("consent.db").display());
+        fill(&db, n);
+        let socket = dir.path().join("milter.sock");
+        let mut daemon = start(dir.path(), &db, &socket);
+        for clients in [16usize, 64] {
+            let (rate, p50, p99) = runtime.block_on(load(&socket, clients, n));
+            let rss = peak_rss(&daemon);
+            println!("| {n} | {clients} | {rate:.0} | {p50:?} | {p99:?} | {:.1} MB |", rss as f64 / 1024.0);
+        }
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+}
+
+fn fill(db: &str, n: u64) {
+    let status = Command::new(env!("CARGO"))
+        .args(["bench", "--quiet", "--bench", "fill", "--", db, &n.to_string()])
+        .status()
+        .expect("cargo bench --bench fill");
+    assert!(status.success());
+}
+
+fn binary() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--bin", "optout-milter"])
+        .current_dir(root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    target.join("release/optout-milter")
+}
+
+fn start(dir: &Path, db: &str, socket: &Path) -> Child {
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nsocket = \"unix:{}\"\n[store]\nurl = \"{db}\"\n\
+             [[classify.senders]]\nsender = \"news@example.com\"\nlist = \"weekly\"\n\
+             [unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"u@example.com\"\n\
+             generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}/key\"\n",
+            socket.display(),
+            dir.display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("OPTOUT_MILTER_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start optout-milter");
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the milter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// One MTA session; returns how long it took.
+async fn transaction(socket: &Path, a: u64, b: u64) -> Duration {
+    let start = Instant::now();
+    let mut conn = TestConnection::configure().open_unix(socket).await.expect("open");
+    let client: std::net::SocketAddr = "192.0.2.10:40000".parse().expect("addr");
+    conn.connect("client.example", client).await.expect("connect");
+    conn.mail(["<news@example.com>"]).await.expect("mail");
+    let mut accepted = 0;
+    for r in [a, b] {
+        let status = conn.rcpt([format!("<r{r}@bench.example>")]).await.expect("rcpt");
+        accepted += usize::from(status == indymilter_test::Status::Continue);
+    }
+    if accepted > 0 {
+        conn.header("From", "News <news@example.com>").await.expect("header");
+        conn.header("Subject", "This week").await.expect("header");
+        conn.eom().await.expect("eom");
+    } else {
+        conn.abort().await.expect("abort");
+    }
+    conn.close().await.expect("close");
+    start.elapsed()
+}
+
+async fn load(socket: &Path, clients: usize, entries: u64) -> (f64, Duration, Duration) {
+    // Recipients drawn from twice the opted-out range: about half are refused.
+    let space = (entries * 2).max(1000);
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let latencies = latencies.clone();
+            let socket = socket.to_owned();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut x = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                while Instant::now() < deadline {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    mine.push(transaction(&socket, x % space, (x >> 32) % space).await);
+                }
+                latencies.lock().expect("lock").extend(mine);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all = std::mem::take(&mut *latencies.lock().expect("lock"));
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
+}
+
+fn peak_rss(daemon: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
