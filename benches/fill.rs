@@ -12,7 +12,10 @@ const BATCH: u64 = 50_000;
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let url = args.next().expect("usage: fill STORE_URL COUNT");
-    let count: u64 = args.next().and_then(|n| n.parse().ok()).expect("usage: fill STORE_URL COUNT");
+    let count: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("usage: fill STORE_URL COUNT");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,7 +28,10 @@ async fn fill(url: &str, count: u64) {
     // Opening through the store creates and migrates the database.
     drop(optout_milter::store::open(url).await.expect("open store"));
     let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
-    sqlx::query("PRAGMA synchronous = OFF").execute(&mut conn).await.expect("pragma");
+    sqlx::query("PRAGMA synchronous = OFF")
+        .execute(&mut conn)
+        .await
+        .expect("pragma");
     let start = Instant::now();
     let mut i = 0;
     while i < count {

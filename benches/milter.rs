@@ -21,7 +21,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let entries = if entries.is_empty() { vec![0, 1_000_000] } else { entries };
+    let entries = if entries.is_empty() {
+        vec![0, 1_000_000]
+    } else {
+        entries
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -38,7 +42,10 @@ fn main() {
         for clients in [16usize, 64] {
             let (rate, p50, p99) = runtime.block_on(load(&socket, clients, n));
             let rss = peak_rss(&daemon);
-            println!("| {n} | {clients} | {rate:.0} | {p50:?} | {p99:?} | {:.1} MB |", rss as f64 / 1024.0);
+            println!(
+                "| {n} | {clients} | {rate:.0} | {p50:?} | {p99:?} | {:.1} MB |",
+                rss as f64 / 1024.0
+            );
         }
         let _ = daemon.kill();
         let _ = daemon.wait();
@@ -47,7 +54,15 @@ fn main() {
 
 fn fill(db: &str, n: u64) {
     let status = Command::new(env!("CARGO"))
-        .args(["bench", "--quiet", "--bench", "fill", "--", db, &n.to_string()])
+        .args([
+            "bench",
+            "--quiet",
+            "--bench",
+            "fill",
+            "--",
+            db,
+            &n.to_string(),
+        ])
         .status()
         .expect("cargo bench --bench fill");
     assert!(status.success());
@@ -61,7 +76,8 @@ fn binary() -> PathBuf {
         .status()
         .expect("cargo build");
     assert!(status.success());
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
     target.join("release/optout-milter")
 }
 
@@ -89,7 +105,10 @@ fn start(dir: &Path, db: &str, socket: &Path) -> Child {
         .expect("start optout-milter");
     let start = Instant::now();
     while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the milter did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the milter did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -98,17 +117,27 @@ fn start(dir: &Path, db: &str, socket: &Path) -> Child {
 /// One MTA session; returns how long it took.
 async fn transaction(socket: &Path, a: u64, b: u64) -> Duration {
     let start = Instant::now();
-    let mut conn = TestConnection::configure().open_unix(socket).await.expect("open");
+    let mut conn = TestConnection::configure()
+        .open_unix(socket)
+        .await
+        .expect("open");
     let client: std::net::SocketAddr = "192.0.2.10:40000".parse().expect("addr");
-    conn.connect("client.example", client).await.expect("connect");
+    conn.connect("client.example", client)
+        .await
+        .expect("connect");
     conn.mail(["<news@example.com>"]).await.expect("mail");
     let mut accepted = 0;
     for r in [a, b] {
-        let status = conn.rcpt([format!("<r{r}@bench.example>")]).await.expect("rcpt");
+        let status = conn
+            .rcpt([format!("<r{r}@bench.example>")])
+            .await
+            .expect("rcpt");
         accepted += usize::from(status == indymilter_test::Status::Continue);
     }
     if accepted > 0 {
-        conn.header("From", "News <news@example.com>").await.expect("header");
+        conn.header("From", "News <news@example.com>")
+            .await
+            .expect("header");
         conn.header("Subject", "This week").await.expect("header");
         conn.eom().await.expect("eom");
     } else {
@@ -152,7 +181,8 @@ async fn load(socket: &Path, clients: usize, entries: u64) -> (f64, Duration, Du
 }
 
 fn peak_rss(daemon: &Child) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
