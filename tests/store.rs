@@ -123,3 +123,103 @@ async fn the_history_refuses_to_be_rewritten() {
         assert!(error.contains("append-only"), "{sql}: {error}");
     }
 }
+
+async fn ready(store: &optout_milter::store::index::IndexedStore) {
+    let start = std::time::Instant::now();
+    while !store.is_ready() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the index never loaded"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
+    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let plain = store::open(&url).await.unwrap();
+    plain.record(&[change(1, ConsentValue::No)]).await.unwrap();
+    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+        .await
+        .unwrap();
+    ready(&indexed).await;
+    let lookup = |i: usize| {
+        let indexed = indexed.clone();
+        async move {
+            let address = AddressPolicy::default()
+                .normalize(&format!("r{i}@example.org"))
+                .unwrap();
+            indexed
+                .scoped_values(&address, Channel::Email, &Scope::All)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        lookup(1).await,
+        [(Scope::All, ConsentValue::No)],
+        "loaded at start"
+    );
+    assert_eq!(lookup(2).await, [], "no record");
+    indexed
+        .record(&[change(2, ConsentValue::No)])
+        .await
+        .unwrap();
+    assert_eq!(
+        lookup(2).await,
+        [(Scope::All, ConsentValue::No)],
+        "own write"
+    );
+    // Another process (here: another store on the same file) writes; the next lookup
+    // already knows, with no waiting.
+    plain.record(&[change(3, ConsentValue::No)]).await.unwrap();
+    assert_eq!(
+        lookup(3).await,
+        [(Scope::All, ConsentValue::No)],
+        "other process's write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_answers_no_record_without_the_store_but_never_hides_a_failure_for_a_record() {
+    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+        .await
+        .unwrap();
+    indexed
+        .record(&[change(1, ConsentValue::No)])
+        .await
+        .unwrap();
+    ready(&indexed).await;
+    use sqlx::{Connection, SqliteConnection};
+    let mut db = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TABLE consent")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let known = AddressPolicy::default()
+        .normalize("r1@example.org")
+        .unwrap();
+    let unknown = AddressPolicy::default()
+        .normalize("r9@example.org")
+        .unwrap();
+    // The drop itself is a commit: the index catches up from the (intact) history first.
+    assert_eq!(
+        indexed
+            .scoped_values(&unknown, Channel::Email, &Scope::All)
+            .await
+            .unwrap(),
+        []
+    );
+    assert!(
+        indexed
+            .scoped_values(&known, Channel::Email, &Scope::All)
+            .await
+            .is_err()
+    );
+}

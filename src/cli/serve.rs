@@ -42,7 +42,8 @@ pub enum ServeError {
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
-    let store = store::open(&config.store_url).await?;
+    let store: Arc<dyn store::ConsentStore> =
+        store::index::IndexedStore::wrap(store::open(&config.store_url).await?).await?;
     let unsubscribe = config
         .unsubscribe
         .clone()

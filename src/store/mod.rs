@@ -7,6 +7,7 @@
 //! 200, SMTP 250, CLI success) only after that.
 
 mod error;
+pub mod index;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -68,6 +69,30 @@ pub trait ConsentStore: Send + Sync {
 
     /// Whom a subject id stands for, if it exists.
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>>;
+
+    /// Up to `limit` record keys in key order, after `after`: cheaper than [`page`] when
+    /// only the keys are needed.
+    ///
+    /// [`page`]: ConsentStore::page
+    fn keys<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<RecordKey>>;
+
+    /// The keys changed after history row `after_id`, with the id of the last row read:
+    /// how a node learns what other processes and nodes wrote.
+    fn keys_since(&self, after_id: i64, limit: u32) -> StoreFuture<'_, (Vec<RecordKey>, i64)>;
+
+    /// The id of the newest history row (0 when there is none).
+    fn last_history_id(&self) -> StoreFuture<'_, i64>;
+
+    /// A cheap fingerprint of the store's committed state that changes whenever any
+    /// process commits, or `None` when the backend cannot tell without a query. It lets
+    /// the in-memory index notice other processes' writes before it answers.
+    fn change_token(&self) -> Option<u64> {
+        None
+    }
 
     /// Checks that the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;

@@ -25,6 +25,8 @@ use std::{
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: writer::Writer,
+    /// The WAL index (`-shm`) file, whose header changes with every commit.
+    shm: ShmHeader,
 }
 
 const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
@@ -45,7 +47,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/sqlite")
@@ -53,7 +55,13 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Migrate)?;
         let writer = writer::Writer::spawn(pool.clone());
-        Ok(Self { pool, writer })
+        let mut shm = options.get_filename().as_os_str().to_owned();
+        shm.push("-shm");
+        Ok(Self {
+            pool,
+            writer,
+            shm: ShmHeader::new(shm.into()),
+        })
     }
 }
 
@@ -186,6 +194,61 @@ impl ConsentStore for SqliteStore {
         })
     }
 
+    fn keys<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<RecordKey>> {
+        Box::pin(async move {
+            let (address, channel, scope) = match after {
+                Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
+                None => ("", "", ""),
+            };
+            let rows = sqlx::query(
+                "SELECT address, channel, scope FROM consent
+                 WHERE (address, channel, scope) > (?, ?, ?)
+                 ORDER BY address, channel, scope LIMIT ?",
+            )
+            .bind(address)
+            .bind(channel)
+            .bind(scope)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn keys_since(&self, after_id: i64, limit: u32) -> StoreFuture<'_, (Vec<RecordKey>, i64)> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, address, channel, scope FROM consent_history WHERE id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let last = rows.last().map_or(after_id, |row| row.get("id"));
+            Ok((
+                rows.iter().map(key_from_row).collect::<Result<_, _>>()?,
+                last,
+            ))
+        })
+    }
+
+    fn last_history_id(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM consent_history")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(id.unwrap_or(0))
+        })
+    }
+
+    fn change_token(&self) -> Option<u64> {
+        self.shm.fingerprint()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1 FROM consent LIMIT 1")
@@ -194,6 +257,48 @@ impl ConsentStore for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// The header of SQLite's WAL index, read from the `-shm` file. Every commit, by any
+/// process, changes its change counter and last valid frame (SQLite's "WAL-index header",
+/// documented in its file format description); a read of 48 bytes tells whether another
+/// process wrote, without a query.
+struct ShmHeader {
+    path: std::path::PathBuf,
+    file: std::sync::OnceLock<std::fs::File>,
+}
+
+impl ShmHeader {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            file: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn fingerprint(&self) -> Option<u64> {
+        use std::{hash::Hasher, os::unix::fs::FileExt};
+        let file = match self.file.get() {
+            Some(file) => file,
+            None => {
+                let file = std::fs::File::open(&self.path).ok()?;
+                self.file.get_or_init(|| file)
+            }
+        };
+        let mut header = [0u8; 48];
+        file.read_exact_at(&mut header, 0).ok()?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(&header);
+        Some(hasher.finish())
+    }
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<RecordKey, StoreError> {
+    Ok(RecordKey {
+        address: row.get("address"),
+        channel: parse(row.get("channel"))?,
+        scope: parse_scope(row.get("scope"))?,
+    })
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
