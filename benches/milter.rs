@@ -73,18 +73,25 @@ fn start(dir: &Path, db: &str, socket: &Path) -> Child {
         .arg("--config")
         .arg(&config)
         .arg("serve")
-        .env("OPTOUT_MILTER_LOG", "warn")
+        .env("OPTOUT_MILTER_LOG", "info")
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("milter.log")).expect("log"))
         .spawn()
         .expect("start optout-milter");
     let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+    // Measure the steady state: wait until the consent index has loaded.
+    let log = dir.join("milter.log");
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("consent index loaded")
+    {
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the milter did not start"
+            start.elapsed() < Duration::from_secs(600),
+            "the index did not load"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("index loaded after {:.1?}", start.elapsed());
     child
 }
 

@@ -30,7 +30,7 @@ impl Drop for OpenDkim {
 /// Starts OpenDKIM from `deploy/opendkim/opendkim.conf` with a fresh key in `dir`
 /// (which must not lie below a world-writable directory: OpenDKIM refuses such keys).
 pub fn start(dir: &Path) -> (OpenDkim, u16) {
-    let run = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    let run = |cmd: &mut Command| assert!(cmd.status().expect("run").success(), "{cmd:?}");
     run(Command::new("/usr/sbin/opendkim-genkey")
         .args(["-b", "2048", "-d", "example.com", "-s", "mail", "-D"])
         .arg(dir));
@@ -41,20 +41,20 @@ pub fn start(dir: &Path) -> (OpenDkim, u16) {
     let conf = fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/opendkim/opendkim.conf"),
     )
-    .unwrap()
+    .expect("deploy/opendkim/opendkim.conf")
     .replace(
         "/etc/opendkim/keys/example.com/mail.private",
         &dir.join("mail.private").to_string_lossy(),
     )
     .replace("inet:8891@127.0.0.1", &format!("inet:{port}@127.0.0.1"));
     let conf_path = dir.join("opendkim.conf");
-    fs::write(&conf_path, conf).unwrap();
+    fs::write(&conf_path, conf).expect("opendkim.conf");
     let child = Command::new("/usr/sbin/opendkim")
         .args(["-f", "-x"])
         .arg(&conf_path)
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap();
+        .expect("start opendkim");
     let dkim = OpenDkim(child);
     wait_for("OpenDKIM to listen", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", port)).ok()
