@@ -181,6 +181,23 @@ async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
         [(Scope::All, ConsentValue::No)],
         "other process's write"
     );
+    // Subject ids: created once, then the same from memory and from the store.
+    let address = AddressPolicy::default()
+        .normalize("r4@example.org")
+        .unwrap();
+    let first = indexed.subject_id(&address, &Scope::All).await.unwrap();
+    assert_eq!(
+        indexed.subject_id(&address, &Scope::All).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        plain.subject_id(&address, &Scope::All).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        plain.subject(first).await.unwrap(),
+        Some((address, Scope::All))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

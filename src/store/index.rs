@@ -17,12 +17,15 @@
 //! be followed every [`SYNC_INTERVAL`] only. Until the initial load has finished, and
 //! whenever reading the history fails, every lookup goes to the store.
 //!
+//! The index also remembers subject ids (for unsubscribe tokens) it has looked up: they
+//! never change once created, and a single-recipient message needs one every time.
+//!
 //! [`change_token`]: ConsentStore::change_token
 
 use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture};
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     hash::{BuildHasherDefault, Hash, Hasher},
     sync::{
         Arc, RwLock, Weak,
@@ -35,6 +38,8 @@ use tracing::{info, warn};
 /// How often other processes' writes are read from the history.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 const PAGE: u32 = 50_000;
+/// The most subject ids kept in memory (about 16 MB).
+const MAX_SUBJECTS: usize = 1 << 20;
 
 /// The store with the index in front.
 pub struct IndexedStore {
@@ -47,6 +52,9 @@ pub struct IndexedStore {
     synced: AtomicU64,
     /// One catch-up at a time.
     catching_up: tokio::sync::Mutex<()>,
+    /// Subject ids already asked for. A subject id never changes once created, so a
+    /// cached one is always right; the cache is emptied when it reaches [`MAX_SUBJECTS`].
+    subjects: RwLock<HashMap<u64, u64, BuildHasherDefault<Identity>>>,
 }
 
 impl IndexedStore {
@@ -60,6 +68,7 @@ impl IndexedStore {
             watermark: AtomicI64::new(watermark),
             synced: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
+            subjects: RwLock::new(HashMap::default()),
         });
         tokio::spawn(maintain(Arc::downgrade(&store)));
         Ok(store)
@@ -238,7 +247,25 @@ impl ConsentStore for IndexedStore {
     }
 
     fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
-        self.inner.subject_id(address, scope)
+        Box::pin(async move {
+            let key = hash(address.as_str(), Channel::Email, scope);
+            let cached = self
+                .subjects
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied();
+            if let Some(id) = cached {
+                return Ok(id);
+            }
+            let id = self.inner.subject_id(address, scope).await?;
+            let mut subjects = self.subjects.write().unwrap_or_else(|e| e.into_inner());
+            if subjects.len() >= MAX_SUBJECTS {
+                subjects.clear();
+            }
+            subjects.insert(key, id);
+            Ok(id)
+        })
     }
 
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
