@@ -6,33 +6,15 @@
 
 mod common;
 
-use common::mta::{Daemon, Mta, free_port, http, require, smtp_codes, smtp_send};
+use common::mta::{Daemon, Mta, daemon_config, free_port, http, require, smtp_codes, smtp_send};
 use common::{
     postfix::{self, Postfix},
     sendmail::{self, Sendmail},
 };
 use std::time::Duration;
 
+/// The sections this test adds to [`DAEMON_CONFIG`].
 const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-
 [web]
 listen = "127.0.0.1:@WEB_PORT@"
 "#;
@@ -44,9 +26,7 @@ fn message(id: &str) -> String {
 }
 
 fn config(dir: &std::path::Path, web_port: u16) -> String {
-    CONFIG
-        .replace("@DIR@", &dir.to_string_lossy())
-        .replace("@WEB_PORT@", &web_port.to_string())
+    daemon_config(dir, CONFIG).replace("@WEB_PORT@", &web_port.to_string())
 }
 
 /// With the milter down, every attempt gets a temporary failure and nothing is delivered.

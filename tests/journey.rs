@@ -12,33 +12,17 @@
 mod common;
 
 use common::{
-    mta::{Daemon, Mta, free_port, http, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{
+        Daemon, Mta, daemon_config, free_port, http, require, smtp_send, unsubscribe_uri, wait_for,
+    },
     opendkim,
     postfix::{self, Postfix},
     sendmail::{self, Sendmail},
 };
 use std::{fs, path::Path, process::Command, time::Duration};
 
+/// The sections this test adds to [`DAEMON_CONFIG`].
 const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-
 [web]
 listen = "127.0.0.1:@WEB_PORT@"
 
@@ -75,9 +59,7 @@ fn world(name: &str) -> World {
     let (dkim, dkim_port) = opendkim::start(&dkim_dir);
     let dir = tempfile::tempdir().unwrap();
     let web_port = free_port();
-    let config = CONFIG
-        .replace("@DIR@", &dir.path().to_string_lossy())
-        .replace("@WEB_PORT@", &web_port.to_string());
+    let config = daemon_config(dir.path(), CONFIG).replace("@WEB_PORT@", &web_port.to_string());
     let milter = Daemon::start(dir.path(), &config);
     wait_for("the web front", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", web_port)).ok()

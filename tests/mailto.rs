@@ -6,31 +6,13 @@
 mod common;
 
 use common::{
-    mta::{Daemon, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
     postfix::{PROGRAMS, Postfix},
 };
 use std::{fs, path::Path, process::Command, time::Duration};
 
+/// The sections this test adds to [`DAEMON_CONFIG`].
 const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-
 [intake]
 milter = @MILTER@
 "#;
@@ -96,9 +78,7 @@ fn an_unsubscribe_mail_taken_by_the_milter_refuses_the_next_message() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = CONFIG
-        .replace("@DIR@", &dir.path().to_string_lossy())
-        .replace("@MILTER@", "true");
+    let config = daemon_config(dir.path(), CONFIG).replace("@MILTER@", "true");
     let milter = Daemon::start(dir.path(), &config);
     let postfix = Postfix::start("mailto-milter", &format!("inet:127.0.0.1:{}", milter.port));
 
@@ -139,9 +119,7 @@ fn an_unsubscribe_mail_through_the_pipe_transport_refuses_the_next_message() {
     let dir = Path::new("/var/lib/optout-milter-tests/ingest");
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
-    let config = CONFIG
-        .replace("@DIR@", &dir.to_string_lossy())
-        .replace("@MILTER@", "false");
+    let config = daemon_config(dir, CONFIG).replace("@MILTER@", "false");
     let milter = Daemon::start(dir, &config);
     milter.cli(&["check-config"]);
     assert!(

@@ -4,29 +4,8 @@
 
 mod common;
 
-use common::mta::{Daemon, require_programs};
+use common::mta::{Daemon, daemon_config, require_programs};
 use std::{path::Path, process::Command};
-
-const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-"#;
 
 #[test]
 fn miltertest_scripts_pass() {
@@ -34,10 +13,7 @@ fn miltertest_scripts_pass() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let milter = Daemon::start(
-        dir.path(),
-        &CONFIG.replace("@DIR@", &dir.path().to_string_lossy()),
-    );
+    let milter = Daemon::start(dir.path(), &daemon_config(dir.path(), ""));
     milter.cli(&[
         "consent",
         "set",

@@ -6,32 +6,11 @@
 mod common;
 
 use common::{
-    mta::{Daemon, require, smtp_send},
+    mta::{Daemon, daemon_config, require, smtp_send},
     opendkim,
     postfix::{PROGRAMS, Postfix},
 };
 use std::{fs, path::Path};
-
-const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-"#;
 
 #[test]
 fn opendkim_after_optout_milter_signs_both_unsubscribe_headers() {
@@ -47,10 +26,7 @@ fn opendkim_after_optout_milter_signs_both_unsubscribe_headers() {
     fs::create_dir_all(dir).unwrap();
     let (_dkim, dkim_port) = opendkim::start(dir);
     let milter_dir = tempfile::tempdir().unwrap();
-    let milter = Daemon::start(
-        milter_dir.path(),
-        &CONFIG.replace("@DIR@", &milter_dir.path().to_string_lossy()),
-    );
+    let milter = Daemon::start(milter_dir.path(), &daemon_config(milter_dir.path(), ""));
     let milters = format!("inet:127.0.0.1:{}, inet:127.0.0.1:{dkim_port}", milter.port);
     let postfix = Postfix::start("dkim", &milters);
 

@@ -5,31 +5,13 @@
 mod common;
 
 use common::{
-    mta::{Daemon, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
     sendmail::{PROGRAMS, Sendmail},
 };
 use std::{process::Command, time::Duration};
 
+/// The sections this test adds to [`DAEMON_CONFIG`].
 const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-
-[unsubscribe]
-https_base = "https://unsubscribe.example.com"
-mailto = "unsubscribe@example.com"
-generate_missing_key = true
-
-[[unsubscribe.keys]]
-id = 1
-file = "@DIR@/token.key"
-
 [intake]
 "#;
 
@@ -49,10 +31,7 @@ fn sendmail_refuses_removes_injects_and_takes_unsubscribe_mail() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let milter = Daemon::start(
-        dir.path(),
-        &CONFIG.replace("@DIR@", &dir.path().to_string_lossy()),
-    );
+    let milter = Daemon::start(dir.path(), &daemon_config(dir.path(), CONFIG));
     milter.cli(&[
         "consent",
         "set",

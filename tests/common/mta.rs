@@ -430,3 +430,32 @@ pub fn smtp_codes(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<(
     command("QUIT");
     codes
 }
+
+/// The daemon config most MTA tests share: the milter on `@PORT@` (filled in by
+/// [`Daemon::start`]), the store and the token key in the test's folder, news@example.com
+/// sending the list weekly-news, and unsubscribe headers.
+pub const DAEMON_CONFIG: &str = r#"
+[milter]
+socket = "inet:127.0.0.1:@PORT@"
+
+[store]
+url = "sqlite:@DIR@/consent.db"
+
+[[classify.senders]]
+sender = "news@example.com"
+list = "weekly-news"
+
+[unsubscribe]
+https_base = "https://unsubscribe.example.com"
+mailto = "unsubscribe@example.com"
+generate_missing_key = true
+
+[[unsubscribe.keys]]
+id = 1
+file = "@DIR@/token.key"
+"#;
+
+/// [`DAEMON_CONFIG`] with `extra` sections after it, its files in `dir`.
+pub fn daemon_config(dir: &Path, extra: &str) -> String {
+    (DAEMON_CONFIG.to_owned() + extra).replace("@DIR@", &dir.to_string_lossy())
+}
