@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    mta::{Daemon, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, Mta, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
     postfix::{PROGRAMS, Postfix},
 };
 use std::{fs, path::Path, process::Command, time::Duration};

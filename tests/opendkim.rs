@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    mta::{Daemon, daemon_config, require, smtp_send},
+    mta::{Daemon, Mta, daemon_config, require, smtp_send},
     opendkim,
     postfix::{PROGRAMS, Postfix},
 };

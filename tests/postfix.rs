@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    mta::{Daemon, free_port, http, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, Mta, free_port, http, require, smtp_send, unsubscribe_uri, wait_for},
     postfix::{PROGRAMS, Postfix},
 };
 use std::time::Duration;

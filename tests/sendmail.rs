@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    mta::{Daemon, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, Mta, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
     sendmail::{PROGRAMS, Sendmail},
 };
 use std::{process::Command, time::Duration};

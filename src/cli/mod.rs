@@ -182,9 +182,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn run_command(cli: Cli) -> Result<(), CliError> {
     // Making a key needs no config: it is often the first step of writing one.
     if let Command::Token(TokenCommand::Keygen { file }) = &cli.command {
-        crate::token::keys::generate(file)?;
-        println!("created {} (mode 0600)", file.display());
-        return Ok(());
+        return token::keygen(file);
     }
     let socket = match &cli.command {
         Command::Serve { socket } => socket.clone(),

@@ -2,7 +2,14 @@
 
 use super::{CliError, TokenCommand};
 use crate::{config::Config, consent::Scope, store, token::keys, unsubscribe::Unsubscribe};
-use std::time::SystemTime;
+use std::{path::Path, time::SystemTime};
+
+/// `token keygen FILE`; it needs no config, so it runs before any is read.
+pub fn keygen(file: &Path) -> Result<(), CliError> {
+    keys::generate(file)?;
+    println!("created {} (mode 0600)", file.display());
+    Ok(())
+}
 
 pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError> {
     let unsubscribe = config.unsubscribe.clone().ok_or_else(|| {
@@ -52,10 +59,7 @@ pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError>
                 None => println!("address: unknown to this store"),
             }
         }
-        TokenCommand::Keygen { file } => {
-            keys::generate(&file)?;
-            println!("created {} (mode 0600)", file.display());
-        }
+        TokenCommand::Keygen { file } => keygen(&file)?,
     }
     Ok(())
 }

@@ -35,11 +35,8 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Response {
     let lang = lang(&headers);
-    let Ok(Path(token)) = token else {
-        return invalid_link(lang);
-    };
-    let target = match start(&state, &token, peer, &headers, lang).await {
-        Ok((target, _)) => target,
+    let Found { target, .. } = match start(&state, token, peer, &headers, lang).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let list = list_name(&state, &target.scope);
@@ -60,10 +57,11 @@ pub async fn unsubscribe(
     body: Bytes,
 ) -> Response {
     let lang = lang(&headers);
-    let Ok(Path(token)) = token else {
-        return invalid_link(lang);
-    };
-    let (target, client) = match start(&state, &token, peer, &headers, lang).await {
+    let Found {
+        target,
+        client,
+        token,
+    } = match start(&state, token, peer, &headers, lang).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -111,10 +109,7 @@ pub async fn undo(
     headers: HeaderMap,
 ) -> Response {
     let lang = lang(&headers);
-    let Ok(Path(token)) = token else {
-        return invalid_link(lang);
-    };
-    let (target, client) = match start(&state, &token, peer, &headers, lang).await {
+    let Found { target, client, .. } = match start(&state, token, peer, &headers, lang).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -192,24 +187,39 @@ pub async fn limit(
         .into_response()
 }
 
-/// The token from the path; a path that is not even text is an invalid link too.
+/// The token from the path, or why it could not be read.
 pub type TokenPath = Result<Path<String>, PathRejection>;
 
-/// What every token route does first: resolve the token.
+/// What a token route knows once its token resolved.
+struct Found {
+    target: Target,
+    client: IpAddr,
+    token: String,
+}
+
+/// What every token route does first: take the token from the path and resolve it. A
+/// path that is not even text is an invalid link too.
 async fn start(
     state: &WebState,
-    token: &str,
+    token: TokenPath,
     peer: SocketAddr,
     headers: &HeaderMap,
     lang: Lang,
-) -> Result<(Target, IpAddr), Response> {
+) -> Result<Found, Response> {
+    let Ok(Path(token)) = token else {
+        return Err(invalid_link(lang));
+    };
     let client = client_address(peer.ip(), headers, &state.config.trusted_proxies);
     match state
         .unsubscribe
-        .resolve(state.store.as_ref(), token, SystemTime::now())
+        .resolve(state.store.as_ref(), &token, SystemTime::now())
         .await
     {
-        Ok(target) => Ok((target, client)),
+        Ok(target) => Ok(Found {
+            target,
+            client,
+            token,
+        }),
         Err(ResolveError::Store(e)) => {
             error!(error = %e, "cannot resolve a token");
             Err(unavailable(lang))

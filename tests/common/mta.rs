@@ -388,9 +388,19 @@ pub fn chown(path: &Path, user: &str) {
 pub trait Mta {
     fn name(&self) -> &'static str;
     fn smtp_port(&self) -> u16;
-    fn delivered(&self) -> Vec<Delivered>;
-    fn wait_delivered(&self, marker: &str) -> Delivered;
+    /// The sink the MTA relays everything to.
+    fn sink(&self) -> &Sink;
     fn queue_is_empty(&self) -> bool;
+
+    /// Everything the sink received so far.
+    fn delivered(&self) -> Vec<Delivered> {
+        self.sink().delivered()
+    }
+
+    /// Waits until a delivered message contains `marker`, and returns it.
+    fn wait_delivered(&self, marker: &str) -> Delivered {
+        self.sink().wait_delivered(marker)
+    }
 }
 
 /// The reply codes of an SMTP transaction that may fail anywhere: MAIL, each RCPT, and

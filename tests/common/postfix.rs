@@ -2,7 +2,7 @@
 //! the milter settings taken from `deploy/postfix/main.cf`.
 #![allow(dead_code)]
 
-use super::mta::{Delivered, Sink, chown, free_port, wait_for};
+use super::mta::{Sink, chown, free_port, wait_for};
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -132,16 +132,6 @@ impl Postfix {
         )
     }
 
-    /// Everything the sink received so far.
-    pub fn delivered(&self) -> Vec<Delivered> {
-        self.sink.delivered()
-    }
-
-    /// Waits until a delivered message contains `marker`, and returns it.
-    pub fn wait_delivered(&self, marker: &str) -> Delivered {
-        self.sink.wait_delivered(marker)
-    }
-
     /// Whether the queue is empty (`postqueue -p`).
     pub fn queue_is_empty(&self) -> bool {
         let out = Command::new("/usr/sbin/postqueue")
@@ -202,11 +192,8 @@ impl super::mta::Mta for Postfix {
     fn smtp_port(&self) -> u16 {
         self.smtp_port
     }
-    fn delivered(&self) -> Vec<Delivered> {
-        self.sink.delivered()
-    }
-    fn wait_delivered(&self, marker: &str) -> Delivered {
-        self.sink.wait_delivered(marker)
+    fn sink(&self) -> &Sink {
+        &self.sink
     }
     fn queue_is_empty(&self) -> bool {
         Postfix::queue_is_empty(self)

@@ -6,7 +6,7 @@
 //! namespace of its own (`unshare --uts`) whose host name is `mta.test.example`.
 #![allow(dead_code)]
 
-use super::mta::{Delivered, Sink, free_port, wait_for};
+use super::mta::{Sink, free_port, wait_for};
 use std::{
     fs,
     net::TcpStream,
@@ -86,14 +86,6 @@ impl Sendmail {
         sendmail
     }
 
-    pub fn delivered(&self) -> Vec<Delivered> {
-        self.sink.delivered()
-    }
-
-    pub fn wait_delivered(&self, marker: &str) -> Delivered {
-        self.sink.wait_delivered(marker)
-    }
-
     /// Whether Sendmail's queue is empty.
     pub fn queue_is_empty(&self) -> bool {
         fs::read_dir(self.base.join("queue")).map_or(true, |mut d| d.next().is_none())
@@ -156,11 +148,8 @@ impl super::mta::Mta for Sendmail {
     fn smtp_port(&self) -> u16 {
         self.smtp_port
     }
-    fn delivered(&self) -> Vec<Delivered> {
-        self.sink.delivered()
-    }
-    fn wait_delivered(&self, marker: &str) -> Delivered {
-        self.sink.wait_delivered(marker)
+    fn sink(&self) -> &Sink {
+        &self.sink
     }
     fn queue_is_empty(&self) -> bool {
         Sendmail::queue_is_empty(self)

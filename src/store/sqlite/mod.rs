@@ -111,10 +111,7 @@ impl ConsentStore for SqliteStore {
         limit: u32,
     ) -> StoreFuture<'a, Vec<ConsentRecord>> {
         Box::pin(async move {
-            let (address, channel, scope) = match after {
-                Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
-                None => ("", "", ""),
-            };
+            let (address, channel, scope) = cursor(after);
             let sql = format!(
                 "SELECT {RECORD_COLUMNS} FROM consent
                  WHERE (address, channel, scope) > (?, ?, ?)
@@ -200,10 +197,7 @@ impl ConsentStore for SqliteStore {
         limit: u32,
     ) -> StoreFuture<'a, Vec<RecordKey>> {
         Box::pin(async move {
-            let (address, channel, scope) = match after {
-                Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
-                None => ("", "", ""),
-            };
+            let (address, channel, scope) = cursor(after);
             let rows = sqlx::query(
                 "SELECT address, channel, scope FROM consent
                  WHERE (address, channel, scope) > (?, ?, ?)
@@ -256,6 +250,14 @@ impl ConsentStore for SqliteStore {
                 .await?;
             Ok(())
         })
+    }
+}
+
+/// The key columns to continue after; before every key when there is none.
+fn cursor(after: Option<&RecordKey>) -> (&str, &str, &str) {
+    match after {
+        Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
+        None => ("", "", ""),
     }
 }
 
