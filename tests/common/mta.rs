@@ -178,8 +178,44 @@ pub struct Transaction {
 }
 
 /// Sends one message over SMTP, recording the reply to every recipient. DATA is sent when
-/// at least one recipient was accepted.
+/// at least one recipient was accepted. The greeting, EHLO, MAIL and DATA must succeed.
 pub fn smtp_send(port: u16, from: &str, rcpts: &[&str], message: &str) -> Transaction {
+    let steps = smtp_session(port, from, rcpts, message);
+    let reply = |step: &str| {
+        steps
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, r)| r.clone())
+    };
+    for (step, code) in [("greeting", 220), ("EHLO", 250), ("MAIL", 250)] {
+        let got = reply(step);
+        assert_eq!(got.as_ref().map(|r| r.code), Some(code), "{step}: {got:?}");
+    }
+    let rcpts: Vec<(String, Reply)> = steps
+        .iter()
+        .filter_map(|(step, r)| Some((step.strip_prefix("RCPT ")?.to_owned(), r.clone())))
+        .collect();
+    if let Some(data) = reply("DATA") {
+        assert_eq!(data.code, 354, "DATA: {data:?}");
+    }
+    Transaction {
+        rcpts,
+        data: reply("end of data"),
+    }
+}
+
+/// The reply codes of an SMTP transaction that may fail anywhere. Nothing is asserted.
+pub fn smtp_codes(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<(String, u16)> {
+    smtp_session(port, from, rcpts, message)
+        .into_iter()
+        .map(|(step, reply)| (step, reply.code))
+        .collect()
+}
+
+/// One SMTP session, each step with its reply: greeting, EHLO, MAIL, then (if MAIL was
+/// accepted) `RCPT <address>` for each recipient, then DATA and the end of data when a
+/// recipient was accepted.
+fn smtp_session(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<(String, Reply)> {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the MTA");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -194,34 +230,43 @@ pub fn smtp_send(port: u16, from: &str, rcpts: &[&str], message: &str) -> Transa
         }
         read_reply(&mut reader)
     };
-    assert_eq!(command("").code, 220);
-    assert_eq!(command("EHLO client.test.example").code, 250);
+    let mut steps = vec![("greeting".to_owned(), command(""))];
+    steps.push(("EHLO".into(), command("EHLO client.test.example")));
     let mail = command(&format!("MAIL FROM:<{from}>"));
-    assert_eq!(mail.code, 250, "MAIL FROM: {mail:?}");
-    let rcpts: Vec<(String, Reply)> = rcpts
-        .iter()
-        .map(|r| (r.to_string(), command(&format!("RCPT TO:<{r}>"))))
-        .collect();
-    let data = if rcpts.iter().any(|(_, r)| r.code == 250) {
-        assert_eq!(command("DATA").code, 354);
-        let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
-        let dotted: String = body
-            .split("\r\n")
-            .map(|l| {
-                if l.starts_with('.') {
-                    format!(".{l}")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\r\n");
-        Some(command(&format!("{dotted}\r\n.")))
-    } else {
-        None
-    };
+    let mail_accepted = mail.code == 250;
+    steps.push(("MAIL".into(), mail));
+    if mail_accepted {
+        let mut accepted = false;
+        for rcpt in rcpts {
+            let reply = command(&format!("RCPT TO:<{rcpt}>"));
+            accepted |= reply.code == 250;
+            steps.push((format!("RCPT {rcpt}"), reply));
+        }
+        if accepted {
+            let data = command("DATA");
+            let go = data.code == 354;
+            steps.push(("DATA".into(), data));
+            if go {
+                let dotted: Vec<String> = message
+                    .replace("\r\n", "\n")
+                    .split('\n')
+                    .map(|l| {
+                        if l.starts_with('.') {
+                            format!(".{l}")
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect();
+                steps.push((
+                    "end of data".into(),
+                    command(&format!("{}\r\n.", dotted.join("\r\n"))),
+                ));
+            }
+        }
+    }
     command("QUIT");
-    Transaction { rcpts, data }
+    steps
 }
 
 fn read_reply(reader: &mut impl BufRead) -> Reply {
@@ -401,44 +446,6 @@ pub trait Mta {
     fn wait_delivered(&self, marker: &str) -> Delivered {
         self.sink().wait_delivered(marker)
     }
-}
-
-/// The reply codes of an SMTP transaction that may fail anywhere: MAIL, each RCPT, and
-/// DATA with the message when a recipient was accepted. It stops at the first 4xx or 5xx
-/// to MAIL. Nothing is asserted.
-pub fn smtp_codes(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<(String, u16)> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the MTA");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let mut writer = stream.try_clone().expect("clone");
-    let mut reader = BufReader::new(stream);
-    let mut command = |line: &str| -> u16 {
-        if !line.is_empty() {
-            writer
-                .write_all(format!("{line}\r\n").as_bytes())
-                .expect("write");
-        }
-        read_reply(&mut reader).code
-    };
-    let mut codes = vec![("greeting".to_owned(), command(""))];
-    codes.push(("EHLO".into(), command("EHLO client.test.example")));
-    let mail = command(&format!("MAIL FROM:<{from}>"));
-    codes.push(("MAIL".into(), mail));
-    if mail == 250 {
-        let mut accepted = false;
-        for rcpt in rcpts {
-            let code = command(&format!("RCPT TO:<{rcpt}>"));
-            accepted |= code == 250;
-            codes.push((format!("RCPT {rcpt}"), code));
-        }
-        if accepted && command("DATA") == 354 {
-            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
-            codes.push(("end of data".into(), command(&format!("{body}\r\n."))));
-        }
-    }
-    command("QUIT");
-    codes
 }
 
 /// The daemon config most MTA tests share: the milter on `@PORT@` (filled in by
