@@ -389,15 +389,19 @@ impl ConsentStore for Slow {
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         self.0.subject(id)
     }
-    fn keys<'a>(
+    fn values<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
         limit: u32,
-    ) -> StoreFuture<'a, Vec<RecordKey>> {
-        self.0.keys(after, limit)
+    ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>> {
+        self.0.values(after, limit)
     }
-    fn keys_since(&self, after_id: i64, limit: u32) -> StoreFuture<'_, (Vec<RecordKey>, i64)> {
-        self.0.keys_since(after_id, limit)
+    fn changes_since(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
+        self.0.changes_since(after_id, limit)
     }
     fn last_history_id(&self) -> StoreFuture<'_, i64> {
         self.0.last_history_id()

@@ -201,7 +201,7 @@ async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_answers_no_record_without_the_store_but_never_hides_a_failure_for_a_record() {
+async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh() {
     use optout_milter::store::{ConsentStore, index::IndexedStore};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
@@ -213,19 +213,28 @@ async fn the_index_answers_no_record_without_the_store_but_never_hides_a_failure
         .await
         .unwrap();
     ready(&indexed).await;
-    use sqlx::{Connection, SqliteConnection};
-    let mut db = SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("DROP TABLE consent")
-        .execute(&mut db)
-        .await
-        .unwrap();
     let known = AddressPolicy::default()
         .normalize("r1@example.org")
         .unwrap();
     let unknown = AddressPolicy::default()
         .normalize("r9@example.org")
         .unwrap();
-    // The drop itself is a commit: the index catches up from the (intact) history first.
+    use sqlx::{Connection, SqliteConnection};
+    let mut db = SqliteConnection::connect(&url).await.unwrap();
+    // The current state disappears but the history stays: the index still knows both
+    // answers without asking the store.
+    sqlx::query("DROP TABLE consent")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(indexed.records(&known).await.is_err(), "the table is gone");
+    assert_eq!(
+        indexed
+            .scoped_values(&known, Channel::Email, &Scope::All)
+            .await
+            .unwrap(),
+        [(Scope::All, ConsentValue::No)]
+    );
     assert_eq!(
         indexed
             .scoped_values(&unknown, Channel::Email, &Scope::All)
@@ -233,10 +242,84 @@ async fn the_index_answers_no_record_without_the_store_but_never_hides_a_failure
             .unwrap(),
         []
     );
-    assert!(
-        indexed
-            .scoped_values(&known, Channel::Email, &Scope::All)
-            .await
-            .is_err()
-    );
+    // Now the history cannot be read: no answer, neither from memory nor from the store.
+    sqlx::query("DROP TABLE consent_history")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for address in [&known, &unknown, &known] {
+        assert!(
+            indexed
+                .scoped_values(address, Channel::Email, &Scope::All)
+                .await
+                .is_err(),
+            "{address}"
+        );
+    }
+    assert!(!indexed.is_ready());
+}
+
+/// The index must answer exactly what the store answers, whatever mix of values, scopes and
+/// writers came before: checked against the store itself for every address and list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_answers_exactly_what_the_store_answers() {
+    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let plain = store::open(&url).await.unwrap();
+    let lists: Vec<Scope> = ["*", "weekly", "deals"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut random_change = move || {
+        let r = next();
+        let mut c = change((r % 40) as usize, ConsentValue::ALL[(r >> 8) as usize % 11]);
+        c.scope = lists_at((r >> 16) as usize % 3);
+        c
+    };
+    fn lists_at(i: usize) -> Scope {
+        ["*", "weekly", "deals"][i].parse().unwrap()
+    }
+    // Some history before the index loads, some after through it, some after through
+    // another store on the same file (another process).
+    for _ in 0..60 {
+        plain.record(&[random_change()]).await.unwrap();
+    }
+    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+        .await
+        .unwrap();
+    ready(&indexed).await;
+    for round in 0..120 {
+        let c = random_change();
+        if round % 2 == 0 {
+            indexed.record(&[c]).await.unwrap();
+        } else {
+            plain.record(&[c]).await.unwrap();
+        }
+    }
+    for i in 0..42 {
+        let address = AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap();
+        for list in &lists {
+            let mut want = plain
+                .scoped_values(&address, Channel::Email, list)
+                .await
+                .unwrap();
+            let mut got = indexed
+                .scoped_values(&address, Channel::Email, list)
+                .await
+                .unwrap();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, want, "r{i} {list}");
+        }
+    }
 }

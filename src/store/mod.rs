@@ -70,19 +70,23 @@ pub trait ConsentStore: Send + Sync {
     /// Whom a subject id stands for, if it exists.
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>>;
 
-    /// Up to `limit` record keys in key order, after `after`: cheaper than [`page`] when
-    /// only the keys are needed.
+    /// Up to `limit` record keys with their values in key order, after `after`: cheaper
+    /// than [`page`] when only the values are needed.
     ///
     /// [`page`]: ConsentStore::page
-    fn keys<'a>(
+    fn values<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
         limit: u32,
-    ) -> StoreFuture<'a, Vec<RecordKey>>;
+    ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>>;
 
-    /// The keys changed after history row `after_id`, with the id of the last row read:
-    /// how a node learns what other processes and nodes wrote.
-    fn keys_since(&self, after_id: i64, limit: u32) -> StoreFuture<'_, (Vec<RecordKey>, i64)>;
+    /// Up to `limit` changes after history row `after_id`, oldest first, with the id of
+    /// the last row read: how a node learns what other processes and nodes wrote.
+    fn changes_since(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)>;
 
     /// The id of the newest history row (0 when there is none).
     fn last_history_id(&self) -> StoreFuture<'_, i64>;

@@ -191,15 +191,15 @@ impl ConsentStore for SqliteStore {
         })
     }
 
-    fn keys<'a>(
+    fn values<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
         limit: u32,
-    ) -> StoreFuture<'a, Vec<RecordKey>> {
+    ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>> {
         Box::pin(async move {
             let (address, channel, scope) = cursor(after);
             let rows = sqlx::query(
-                "SELECT address, channel, scope FROM consent
+                "SELECT address, channel, scope, value FROM consent
                  WHERE (address, channel, scope) > (?, ?, ?)
                  ORDER BY address, channel, scope LIMIT ?",
             )
@@ -209,14 +209,19 @@ impl ConsentStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(key_from_row).collect()
+            rows.iter().map(value_from_row).collect()
         })
     }
 
-    fn keys_since(&self, after_id: i64, limit: u32) -> StoreFuture<'_, (Vec<RecordKey>, i64)> {
+    fn changes_since(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT id, address, channel, scope FROM consent_history WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, address, channel, scope, value FROM consent_history
+                 WHERE id > ? ORDER BY id LIMIT ?",
             )
             .bind(after_id)
             .bind(i64::from(limit))
@@ -224,7 +229,7 @@ impl ConsentStore for SqliteStore {
             .await?;
             let last = rows.last().map_or(after_id, |row| row.get("id"));
             Ok((
-                rows.iter().map(key_from_row).collect::<Result<_, _>>()?,
+                rows.iter().map(value_from_row).collect::<Result<_, _>>()?,
                 last,
             ))
         })
@@ -295,12 +300,13 @@ impl ShmHeader {
     }
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<RecordKey, StoreError> {
-    Ok(RecordKey {
+fn value_from_row(row: &SqliteRow) -> Result<(RecordKey, ConsentValue), StoreError> {
+    let key = RecordKey {
         address: row.get("address"),
         channel: parse(row.get("channel"))?,
         scope: parse_scope(row.get("scope"))?,
-    })
+    };
+    Ok((key, parse(row.get("value"))?))
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
