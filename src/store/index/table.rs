@@ -8,6 +8,12 @@
 //! that identify a key make a collision among ten million records less likely than one in
 //! 10^22, and the random hash key means nobody can choose addresses that collide.
 //!
+//! A bisection over that array would touch a new cache line at nearly every step, and
+//! profiling showed it as the milter's busiest function at a million records. The
+//! fingerprints are uniformly distributed, so a directory indexed by their top bits
+//! (one 4-byte offset per two entries) leads straight to a run of two or so entries:
+//! two cache lines per lookup, at 18 bytes per record in all.
+//!
 //! Records that were not in the array when it was built go to a small hash table first;
 //! when that grows past a sixteenth of the array it is merged into the array in place, from
 //! the back, so the merge needs no second copy of the array.
@@ -62,6 +68,10 @@ impl Fingerprinter {
 pub struct Table {
     /// Fingerprint | value code, sorted.
     sorted: Vec<u128>,
+    /// `directory[b]..directory[b + 1]` is the run of `sorted` whose top `bits` bits are
+    /// `b`.
+    directory: Vec<u32>,
+    bits: u32,
     /// Fingerprint -> value code for keys not in `sorted`.
     recent: HashMap<u128, u8>,
 }
@@ -73,10 +83,49 @@ impl Table {
         entries.sort_unstable();
         entries.dedup_by(|a, b| *a & !VALUE_BITS == *b & !VALUE_BITS);
         entries.shrink_to_fit();
-        Self {
+        let mut table = Self {
             sorted: entries,
-            recent: HashMap::new(),
+            ..Self::default()
+        };
+        table.index();
+        table
+    }
+
+    /// Rebuilds the directory over `sorted`.
+    fn index(&mut self) {
+        let n = self.sorted.len();
+        assert!(u32::try_from(n).is_ok(), "at most 4 G records");
+        // About two entries per run.
+        self.bits = n.checked_ilog2().unwrap_or(0).saturating_sub(1);
+        let runs = 1usize << self.bits;
+        self.directory.clear();
+        self.directory.reserve_exact(runs + 1);
+        let mut at = 0;
+        for run in 0..runs {
+            self.directory.push(at as u32);
+            while at < n && self.run_of(self.sorted[at]) == run {
+                at += 1;
+            }
         }
+        self.directory.push(n as u32);
+    }
+
+    fn run_of(&self, fingerprint: u128) -> usize {
+        match self.bits {
+            0 => 0,
+            bits => (fingerprint >> (128 - bits)) as usize,
+        }
+    }
+
+    /// Where `fingerprint` is or would go in `sorted`.
+    fn position(&self, fingerprint: u128) -> usize {
+        let run = self.run_of(fingerprint);
+        let (Some(&start), Some(&end)) = (self.directory.get(run), self.directory.get(run + 1))
+        else {
+            return self.sorted.partition_point(|&e| e < fingerprint);
+        };
+        let (start, end) = (start as usize, end as usize);
+        start + self.sorted[start..end].partition_point(|&e| e < fingerprint)
     }
 
     /// An entry for [`build`](Self::build).
@@ -94,8 +143,7 @@ impl Table {
         if let Some(&code) = self.recent.get(&fingerprint) {
             return value(code);
         }
-        let at = self.sorted.partition_point(|&e| e < fingerprint);
-        match self.sorted.get(at) {
+        match self.sorted.get(self.position(fingerprint)) {
             Some(&e) if e & !VALUE_BITS == fingerprint => value((e & VALUE_BITS) as u8),
             _ => None,
         }
@@ -103,7 +151,7 @@ impl Table {
 
     /// Records `value` under `fingerprint`.
     pub fn set(&mut self, fingerprint: u128, value: ConsentValue) {
-        let at = self.sorted.partition_point(|&e| e < fingerprint);
+        let at = self.position(fingerprint);
         if let Some(e) = self.sorted.get_mut(at)
             && *e & !VALUE_BITS == fingerprint
         {
@@ -140,6 +188,7 @@ impl Table {
                 j -= 1;
             }
         }
+        self.index();
     }
 }
 
@@ -231,6 +280,7 @@ mod tests {
         }
         assert!(table.recent.len() < MERGE_MIN, "merged");
         assert!(table.sorted.is_sorted());
+        assert_eq!(table.bits, table.sorted.len().ilog2() - 1);
         assert_eq!(table.len(), end);
         for (&i, &v) in &expected {
             assert_eq!(table.get(key(i)), Some(v), "r{i}");

@@ -47,6 +47,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            // A ping before every query is one more trip to the connection's thread; a
+            // local file does not drop connections.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;

@@ -202,15 +202,19 @@ async fn subject(
     address: &Address,
     scope: &Scope,
 ) -> Result<i64, StoreError> {
-    sqlx::query(
+    // One statement for a new subject (the common case here: callers looked first).
+    let created: Option<i64> = sqlx::query_scalar(
         "INSERT INTO token_subject (address, scope, created_at) VALUES (?, ?, ?)
-         ON CONFLICT (address, scope) DO NOTHING",
+         ON CONFLICT (address, scope) DO NOTHING RETURNING id",
     )
     .bind(address.as_str())
     .bind(scope.as_str())
     .bind(to_millis(SystemTime::now()))
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if let Some(id) = created {
+        return Ok(id);
+    }
     let id = sqlx::query_scalar("SELECT id FROM token_subject WHERE address = ? AND scope = ?")
         .bind(address.as_str())
         .bind(scope.as_str())
