@@ -10,9 +10,12 @@
 //! Dependencies point downwards: the protocol adapter and the CLI call the domain and the
 //! store; the domain knows nothing of milters, SQL or the command line.
 //!
-//! - [`cli`]: the command line (`serve`, `check-config`, `consent ...`).
+//! - [`cli`]: the command line (`serve`, `check-config`, `consent ...`, `ingest`).
 //! - [`milter`]: the milter protocol adapter, its per-connection [`milter::session`] and
 //!   the socket it listens on.
+//! - [`web`]: the one-click endpoint and the landing page; [`lmtp`]: the LMTP server for
+//!   unsubscribe mails; [`intake`]: what an unsubscribe mail asks, for the milter, LMTP
+//!   and `ingest` alike.
 //! - [`config`]: the TOML file, validated at start into typed values.
 //! - [`classify`]: is a message marketing, and of which list.
 //! - [`consent`]: the consent domain: addresses, values, scopes, the sending decision.
@@ -29,6 +32,7 @@ pub mod consent;
 pub mod headers;
 pub mod import;
 pub mod intake;
+pub mod lmtp;
 pub mod milter;
 pub mod socket;
 pub mod store;

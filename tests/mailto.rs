@@ -1,12 +1,12 @@
 //! Unsubscribing by mail through a real Postfix: to the `mailto:` address taken from a
-//! delivered message's header, first through the milter, then through the pipe transport
-//! and `optout-milter ingest` configured from `deploy/postfix/`.
+//! delivered message's header, through the milter, through LMTP to the daemon, and through
+//! the pipe transport and `optout-milter ingest`, each configured from `deploy/postfix/`.
 #![allow(clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
 use common::{
-    mta::{Daemon, Mta, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{Daemon, Mta, daemon_config, free_port, require, smtp_send, unsubscribe_uri, wait_for},
     postfix::{PROGRAMS, Postfix},
 };
 use std::{fs, path::Path, process::Command, time::Duration};
@@ -143,8 +143,20 @@ fn an_unsubscribe_mail_through_the_pipe_transport_refuses_the_next_message() {
             "/etc/optout-milter/optout-milter.toml",
             &milter.config.to_string_lossy(),
         );
+    // The deployed map routes to LMTP; switch it to its pipe entry.
+    let map = fs::read_to_string(manifest.join("deploy/postfix/transport")).unwrap();
+    let (lmtp, pipe) = (
+        "\nunsubscribe@example.com    lmtp:",
+        "\n#unsubscribe@example.com    optout:",
+    );
+    assert!(map.contains(lmtp) && map.contains(pipe), "{map}");
     let transport = dir.join("transport");
-    fs::copy(manifest.join("deploy/postfix/transport"), &transport).unwrap();
+    fs::write(
+        &transport,
+        map.replace(lmtp, "\n#unsubscribe@example.com    lmtp:")
+            .replace(pipe, "\nunsubscribe@example.com    optout:"),
+    )
+    .unwrap();
     let main = format!(
         "transport_maps = texthash:{}\noptout_destination_recipient_limit = 1\nrecipient_delimiter = +\n",
         transport.display()
@@ -188,6 +200,65 @@ fn an_unsubscribe_mail_through_the_pipe_transport_refuses_the_next_message() {
         "{}",
         confirmation.text
     );
+    wait_for("an empty queue", Duration::from_secs(30), || {
+        postfix.queue_is_empty().then_some(())
+    });
+    milter.stop();
+}
+
+#[test]
+fn an_unsubscribe_mail_over_lmtp_refuses_the_next_message() {
+    let programs = [PROGRAMS.as_slice(), &["/usr/bin/swaks"]].concat();
+    if !require(
+        "an_unsubscribe_mail_over_lmtp_refuses_the_next_message",
+        &programs,
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lmtp_port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        &format!("\n[intake]\nmilter = false\nlmtp = \"inet:127.0.0.1:{lmtp_port}\"\n"),
+    );
+    let milter = Daemon::start(dir.path(), &config);
+    wait_for("the LMTP intake to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", lmtp_port)).ok()
+    });
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = fs::read_to_string(manifest.join("deploy/postfix/transport")).unwrap();
+    assert!(map.contains("lmtp:inet:127.0.0.1:2424"), "{map}");
+    let transport = dir.path().join("transport");
+    fs::write(
+        &transport,
+        map.replace("127.0.0.1:2424", &format!("127.0.0.1:{lmtp_port}")),
+    )
+    .unwrap();
+    let main = format!(
+        "transport_maps = texthash:{}\nrecipient_delimiter = +\n",
+        transport.display()
+    );
+    let postfix = Postfix::start_with(
+        "mailto-lmtp",
+        &format!("inet:127.0.0.1:{}", milter.port),
+        &main,
+        "",
+    );
+
+    let mailto = mailto_from_delivered(&postfix, "reader@example.org", "ml-1@test.example");
+    // Written from an alias: the token decides.
+    swaks(postfix.smtp_port, "alias@other.example", &mailto);
+    postfix.wait_log(&[
+        &format!("relay=127.0.0.1[127.0.0.1]:{lmtp_port}"),
+        "status=sent (250 2.0.0 ",
+        "reader@example.org unsubscribed from weekly-news",
+    ]);
+    assert!(
+        milter
+            .cli(&["consent", "history", "reader@example.org"])
+            .contains("\tweekly-news\tn\tmailto\t")
+    );
+    refused_next_time(&postfix, "reader@example.org", "ml-2@test.example");
     wait_for("an empty queue", Duration::from_secs(30), || {
         postfix.queue_is_empty().then_some(())
     });

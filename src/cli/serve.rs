@@ -1,9 +1,11 @@
-//! `optout-milter serve`: open the store, bind the milter socket (and the web front when
-//! configured), serve until SIGTERM or SIGINT, then let open work finish. If either server
+//! `optout-milter serve`: open the store, bind the milter socket (and the web front and the
+//! LMTP intake when configured), serve until SIGTERM or SIGINT, then let open work finish. If either server
 //! fails, both stop and the error is reported.
 
 use crate::{
     config::Config,
+    intake::Intake,
+    lmtp,
     milter::{self, Milter},
     store::{self, StoreError},
     unsubscribe::Unsubscribe,
@@ -37,6 +39,8 @@ pub enum ServeError {
     Milter(#[source] io::Error),
     #[error("the web front stopped")]
     Web(#[source] io::Error),
+    #[error("the LMTP intake stopped")]
+    Lmtp(#[source] io::Error),
 }
 
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
@@ -72,6 +76,28 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let server = web::serve(listener, tls, state, until_stopped(stopped.clone()));
         servers.push(Box::pin(
             async move { server.await.map_err(ServeError::Web) },
+        ));
+    }
+
+    if let (Some(intake), Some(unsubscribe)) = (&config.intake, &unsubscribe)
+        && let Some(socket) = &intake.lmtp
+    {
+        let listener = lmtp::Listener::bind(socket)
+            .await
+            .map_err(|source| ServeError::Bind {
+                socket: socket.to_string(),
+                source,
+            })?;
+        let intake = Arc::new(Intake::new(
+            intake.clone(),
+            store.clone(),
+            unsubscribe.clone(),
+            config.addresses.clone(),
+        ));
+        info!(%socket, "LMTP intake listening");
+        let server = lmtp::run(listener, intake, until_stopped(stopped.clone()));
+        servers.push(Box::pin(
+            async move { server.await.map_err(ServeError::Lmtp) },
         ));
     }
 

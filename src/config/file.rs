@@ -219,9 +219,12 @@ pub struct IntakeSection {
     /// After processing, the milter `discard`s the mail or lets it go on (`deliver`).
     #[serde(default = "discard")]
     pub after: String,
-    /// Whether the milter takes unsubscribe mails itself (else only `ingest` does).
+    /// Whether the milter takes unsubscribe mails itself (else only `ingest` or LMTP do).
     #[serde(default = "yes")]
     pub milter: bool,
+    /// Where `serve` takes unsubscribe mails over LMTP, as `unix:/PATH` or `inet:HOST:PORT`;
+    /// no LMTP server without it.
+    pub lmtp: Option<String>,
     /// Larger messages are not unsubscribe requests.
     #[serde(default = "max_bytes")]
     pub max_bytes: usize,

@@ -397,6 +397,10 @@ mod tests {
                 section("existing_header = \"merge\""),
                 "unsubscribe.existing_header",
             ),
+            (
+                section("") + "[intake]\nlmtp = \"lmtp:24\"\n",
+                "intake.lmtp",
+            ),
         ] {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(&format!("test.toml: {key}: ")), "{text}: {e}");

@@ -213,9 +213,15 @@ pub(super) fn intake(
                 })
             })
             .transpose()?;
+    let lmtp = i
+        .lmtp
+        .as_ref()
+        .map(|s| s.parse().map_err(|e| invalid("intake.lmtp", &e)))
+        .transpose()?;
     Ok(IntakeConfig {
         after,
         milter: i.milter,
+        lmtp,
         max_bytes: i.max_bytes,
         trusted_authserv_ids: i.trusted_authserv_ids.clone(),
         confirmation,

@@ -1,6 +1,6 @@
 //! Unsubscribe mails: what arrives at the `mailto:` address of `List-Unsubscribe`, by the
-//! milter (on the receiving side) or by `optout-milter ingest` (Postfix's pipe transport).
-//! Both hand the raw message to [`Intake::process`].
+//! milter (on the receiving side), by LMTP ([`crate::lmtp`]) or by `optout-milter ingest`
+//! (Postfix's pipe transport). All hand the raw message to [`Intake::process`].
 //!
 //! Whom to unsubscribe:
 //! 1. the recipient named by a valid token, looked for in the envelope recipient and the
@@ -43,6 +43,8 @@ pub struct IntakeConfig {
     pub after: After,
     /// Whether the milter looks at mail to the unsubscribe address.
     pub milter: bool,
+    /// Where `serve` takes unsubscribe mails over LMTP.
+    pub lmtp: Option<crate::socket::SocketSpec>,
     pub max_bytes: usize,
     pub trusted_authserv_ids: Vec<String>,
     pub confirmation: Option<ConfirmationConfig>,
