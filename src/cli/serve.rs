@@ -46,6 +46,7 @@ pub enum ServeError {
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    let store_url = config.store_url.clone();
     let store: Arc<dyn store::ConsentStore> =
         store::index::IndexedStore::wrap(store::open(&config.store_url).await?).await?;
     let unsubscribe = config
@@ -102,18 +103,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
 
     let socket = config.milter.socket.clone();
-    let listener = milter::bind(&socket)
+    let milter = Arc::new(Milter::new(Arc::new(config), store.clone(), unsubscribe));
+    let ended = milter::spawn(socket.clone(), milter, until_stopped(stopped))
         .await
         .map_err(|source| ServeError::Bind {
             socket: socket.to_string(),
             source,
         })?;
-    info!(%socket, store = %store::redact(&config.store_url), "milter listening");
-    let milter = Arc::new(Milter::new(Arc::new(config), store, unsubscribe));
-    let server = milter::run(listener, milter, until_stopped(stopped));
-    servers.push(Box::pin(
-        async move { server.await.map_err(ServeError::Milter) },
-    ));
+    info!(%socket, store = %store::redact(&store_url), "milter listening");
+    servers.push(Box::pin(async move {
+        ended
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the milter thread ended")))
+            .map_err(ServeError::Milter)
+    }));
 
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
