@@ -98,8 +98,9 @@ impl IndexedStore {
         }
     }
 
-    /// Reads the current state into a new table, then applies what this process wrote
-    /// meanwhile over it.
+    /// Reads the current state into a new table, which replaces the one written into
+    /// meanwhile: those writes are in the history after the watermark, and the catch-up
+    /// that follows the load applies them, with everything else, in order.
     async fn load(&self) -> Result<usize, StoreError> {
         let mut after: Option<RecordKey> = None;
         let mut entries = Vec::new();
@@ -116,11 +117,7 @@ impl IndexedStore {
         }
         let loaded = Table::build(entries);
         let count = loaded.len();
-        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        let written = std::mem::replace(&mut *table, loaded);
-        // The history after the watermark holds these writes too; the catch-up that
-        // follows applies them, and everything else, in order.
-        drop(written);
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(count)
     }
 
