@@ -5,18 +5,15 @@
 mod common;
 
 use base64::Engine;
+use common::intake::{IntakeFixture, intake_fixture};
 use indymilter_test::{EomAction, Status, TestConnection};
 use optout_milter::{
-    config::{Config, Overrides},
     consent::{AddressPolicy, ConsentValue, Scope},
-    intake::{Envelope, Intake, Outcome},
-    store::{self, ConsentStore},
-    unsubscribe::Unsubscribe,
+    intake::{Envelope, Outcome},
 };
 use serde::Deserialize;
 use std::{
     path::Path,
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -51,60 +48,8 @@ struct Case {
     reason: Option<String>,
 }
 
-struct Fixture {
-    intake: Intake,
-    store: Arc<dyn ConsentStore>,
-    unsubscribe: Arc<Unsubscribe>,
-    _dir: tempfile::TempDir,
-}
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("c.db").display());
-    let text = CONFIG.replace("@DIR@", &dir.path().to_string_lossy());
-    let overrides = Overrides {
-        store_url: Some(db.clone()),
-        socket: None,
-    };
-    let config = Config::parse(Path::new("t.toml"), &text, &overrides).unwrap();
-    let store = store::open(&db).await.unwrap();
-    let unsubscribe = Arc::new(Unsubscribe::load(config.unsubscribe.clone().unwrap()).unwrap());
-    let intake = Intake::new(
-        config.intake.clone().unwrap(),
-        store.clone(),
-        unsubscribe.clone(),
-        config.addresses.clone(),
-    );
-    Fixture {
-        intake,
-        store,
-        unsubscribe,
-        _dir: dir,
-    }
-}
-
-impl Fixture {
-    async fn token(&self, issued: SystemTime) -> String {
-        let address = AddressPolicy::default()
-            .normalize("reader@example.org")
-            .unwrap();
-        let subject = self
-            .store
-            .subject_id(&address, &"weekly-news".parse().unwrap())
-            .await
-            .unwrap();
-        self.unsubscribe.codec.mint(subject, issued).unwrap()
-    }
-
-    async fn value(&self, address: &str, scope: &str) -> Option<ConsentValue> {
-        let address = AddressPolicy::default().normalize(address).unwrap();
-        let scope: Scope = scope.parse().unwrap();
-        let records = self.store.records(&address).await.unwrap();
-        records
-            .into_iter()
-            .find(|r| r.scope == scope)
-            .map(|r| r.value)
-    }
+async fn fixture() -> IntakeFixture {
+    intake_fixture(CONFIG).await
 }
 
 /// Fills the placeholders of a sample.
@@ -154,9 +99,15 @@ async fn every_sample_mail_has_its_expected_outcome() {
     for case in cases.case {
         // A fresh store per case, so that one case's opt-out cannot pass for another's.
         let f = fixture().await;
-        let token = f.token(SystemTime::now()).await;
+        let token = f
+            .token("reader@example.org", "weekly-news", SystemTime::now())
+            .await;
         let old = f
-            .token(SystemTime::now() - Duration::from_secs(400 * 86_400))
+            .token(
+                "reader@example.org",
+                "weekly-news",
+                SystemTime::now() - Duration::from_secs(400 * 86_400),
+            )
             .await;
         let raw = fill(&std::fs::read(dir.join(&case.file)).unwrap(), &token, &old);
         let envelope = Envelope {
@@ -237,7 +188,9 @@ async fn every_sample_mail_has_its_expected_outcome() {
 #[tokio::test]
 async fn the_evidence_names_the_message_and_where_the_token_was() {
     let f = fixture().await;
-    let token = f.token(SystemTime::now()).await;
+    let token = f
+        .token("reader@example.org", "weekly-news", SystemTime::now())
+        .await;
     let raw = format!(
         "From: alias@other.example\r\nSubject: unsubscribe {token}\r\nMessage-ID: <ev-1@other.example>\r\n\r\n"
     );
@@ -274,20 +227,11 @@ async fn garbage_is_unusable_and_a_store_failure_is_temporary() {
         matches!(error, optout_milter::intake::IntakeError::Unusable),
         "{error:?}"
     );
-    let token = f.token(SystemTime::now()).await;
+    let token = f
+        .token("reader@example.org", "weekly-news", SystemTime::now())
+        .await;
     let raw = format!("From: r@example.org\r\nTo: unsubscribe+{token}@example.com\r\n\r\n");
-    // Break the store under the intake.
-    {
-        use sqlx::{Connection, SqliteConnection};
-        let path = f._dir.path().join("c.db");
-        let mut db = SqliteConnection::connect(&format!("sqlite:{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query("DROP TABLE consent")
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
+    f.break_store().await;
     let error = f
         .intake
         .process(&Envelope::default(), raw.as_bytes())

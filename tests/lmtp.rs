@@ -4,15 +4,11 @@
 //! failed, clear errors for protocol mistakes).
 #![allow(clippy::unwrap_used)] // tests fail loudly
 
-use optout_milter::{
-    config::{Config, Overrides},
-    consent::{AddressPolicy, ConsentValue, Scope},
-    intake::Intake,
-    lmtp,
-    store::{self, ConsentStore},
-    unsubscribe::Unsubscribe,
-};
-use std::{path::Path, sync::Arc, time::SystemTime};
+mod common;
+
+use common::intake::{IntakeFixture, intake_fixture};
+use optout_milter::{consent::ConsentValue, lmtp};
+use std::time::SystemTime;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
@@ -32,68 +28,37 @@ max_bytes = 16384
 lmtp = "inet:127.0.0.1:0"
 "#;
 
+/// The intake, served over LMTP on a port of its own.
 struct Server {
     port: u16,
-    store: Arc<dyn ConsentStore>,
-    unsubscribe: Arc<Unsubscribe>,
-    db: String,
-    _dir: tempfile::TempDir,
+    f: IntakeFixture,
 }
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("c.db").display());
-    let text = CONFIG.replace("@DIR@", &dir.path().to_string_lossy());
-    let overrides = Overrides {
-        store_url: Some(db.clone()),
-        socket: None,
-    };
-    let config = Config::parse(Path::new("t.toml"), &text, &overrides).unwrap();
-    let store = store::open(&db).await.unwrap();
-    let unsubscribe = Arc::new(Unsubscribe::load(config.unsubscribe.clone().unwrap()).unwrap());
-    let intake_config = config.intake.clone().unwrap();
-    let listener = lmtp::Listener::bind(intake_config.lmtp.as_ref().unwrap())
-        .await
+    let f = intake_fixture(CONFIG).await;
+    let socket = f
+        .config
+        .intake
+        .as_ref()
+        .and_then(|i| i.lmtp.clone())
         .unwrap();
+    let listener = lmtp::Listener::bind(&socket).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let intake = Arc::new(Intake::new(
-        intake_config,
-        store.clone(),
-        unsubscribe.clone(),
-        config.addresses.clone(),
+    tokio::spawn(lmtp::run(
+        listener,
+        f.intake.clone(),
+        std::future::pending(),
     ));
-    tokio::spawn(lmtp::run(listener, intake, std::future::pending()));
-    Server {
-        port,
-        store,
-        unsubscribe,
-        db,
-        _dir: dir,
-    }
+    Server { port, f }
 }
 
 impl Server {
     async fn token(&self, address: &str, list: &str) -> String {
-        let address = AddressPolicy::default().normalize(address).unwrap();
-        let subject = self
-            .store
-            .subject_id(&address, &list.parse().unwrap())
-            .await
-            .unwrap();
-        self.unsubscribe
-            .codec
-            .mint(subject, SystemTime::now())
-            .unwrap()
+        self.f.token(address, list, SystemTime::now()).await
     }
 
     async fn value(&self, address: &str, scope: &str) -> Option<ConsentValue> {
-        let address = AddressPolicy::default().normalize(address).unwrap();
-        let scope: Scope = scope.parse().unwrap();
-        let records = self.store.records(&address).await.unwrap();
-        records
-            .into_iter()
-            .find(|r| r.scope == scope)
-            .map(|r| r.value)
+        self.f.value(address, scope).await
     }
 
     async fn connect(&self) -> Client {
@@ -230,12 +195,7 @@ async fn mail_that_asks_for_nothing_is_accepted_and_records_nothing() {
 async fn a_failed_store_answers_451_so_the_mta_keeps_the_mail() {
     let server = server().await;
     let alice = server.token("alice@example.org", "weekly-news").await;
-    use sqlx::{Connection, SqliteConnection};
-    let mut db = SqliteConnection::connect(&server.db).await.unwrap();
-    sqlx::query("DROP TABLE consent")
-        .execute(&mut db)
-        .await
-        .unwrap();
+    server.f.break_store().await;
     let mut lmtp = server.connect().await;
     lmtp.command("LHLO mx.example.com").await;
     lmtp.command("MAIL FROM:<reader@example.org>").await;

@@ -2,6 +2,7 @@
 //! and small helpers to record consent in it.
 #![allow(dead_code)]
 
+pub mod intake;
 pub mod mta;
 pub mod opendkim;
 pub mod postfix;

@@ -1,0 +1,92 @@
+//! An intake over a fresh SQLite store, with helpers to mint tokens and read back what was
+//! recorded: shared by the intake and LMTP tests.
+
+use optout_milter::{
+    config::{Config, Overrides},
+    consent::{AddressPolicy, ConsentValue, Scope},
+    intake::Intake,
+    store::{self, ConsentStore},
+    unsubscribe::Unsubscribe,
+};
+use std::{path::Path, sync::Arc, time::SystemTime};
+
+/// The parts of an intake, and the directory holding its store and key.
+pub struct IntakeFixture {
+    pub config: Config,
+    pub intake: Arc<Intake>,
+    pub store: Arc<dyn ConsentStore>,
+    pub unsubscribe: Arc<Unsubscribe>,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// An intake configured by `config` (`@DIR@` is the temporary directory), which must have
+/// `[unsubscribe]` and `[intake]` sections.
+pub async fn intake_fixture(config: &str) -> IntakeFixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let text = config.replace("@DIR@", &dir.path().to_string_lossy());
+    let overrides = Overrides {
+        store_url: Some(db_url.clone()),
+        socket: None,
+    };
+    let config = Config::parse(Path::new("t.toml"), &text, &overrides).expect("config");
+    let store = store::open(&db_url).await.expect("store");
+    let unsubscribe = Arc::new(
+        Unsubscribe::load(config.unsubscribe.clone().expect("[unsubscribe]")).expect("keys"),
+    );
+    let intake = Arc::new(Intake::new(
+        config.intake.clone().expect("[intake]"),
+        store.clone(),
+        unsubscribe.clone(),
+        config.addresses.clone(),
+    ));
+    IntakeFixture {
+        config,
+        intake,
+        store,
+        unsubscribe,
+        db_url,
+        dir,
+    }
+}
+
+impl IntakeFixture {
+    /// A token for `address` and `list`, issued at `issued`.
+    pub async fn token(&self, address: &str, list: &str, issued: SystemTime) -> String {
+        let address = AddressPolicy::default()
+            .normalize(address)
+            .expect("address");
+        let subject = self
+            .store
+            .subject_id(&address, &list.parse().expect("list"))
+            .await
+            .expect("subject");
+        self.unsubscribe.codec.mint(subject, issued).expect("mint")
+    }
+
+    /// The value recorded for `address` at `scope`, if any.
+    pub async fn value(&self, address: &str, scope: &str) -> Option<ConsentValue> {
+        let address = AddressPolicy::default()
+            .normalize(address)
+            .expect("address");
+        let scope: Scope = scope.parse().expect("scope");
+        let records = self.store.records(&address).await.expect("records");
+        records
+            .into_iter()
+            .find(|r| r.scope == scope)
+            .map(|r| r.value)
+    }
+
+    /// Drops the store's current-state table under the intake: every write now fails.
+    pub async fn break_store(&self) {
+        use sqlx::{Connection, SqliteConnection};
+        let mut db = SqliteConnection::connect(&self.db_url)
+            .await
+            .expect("connect");
+        sqlx::query("DROP TABLE consent")
+            .execute(&mut db)
+            .await
+            .expect("drop");
+    }
+}
