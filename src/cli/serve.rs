@@ -1,6 +1,6 @@
 //! `optout-milter serve`: open the store, bind the milter socket (and the web front and the
-//! LMTP intake when configured), serve until SIGTERM or SIGINT, then let open work finish. If either server
-//! fails, both stop and the error is reported.
+//! LMTP intake when configured), serve until SIGTERM or SIGINT, then let open work finish.
+//! If any server fails, all stop and the error is reported.
 
 use crate::{
     config::Config,
