@@ -5,8 +5,7 @@ use optout_milter::cli::{self, Cli};
 use std::{error::Error, io::IsTerminal, process::ExitCode};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,7 +14,22 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match cli::run(cli).await {
+    // The daemon uses both cores; a one-shot command (`ingest` runs once per mail) starts
+    // faster on a single thread.
+    let runtime = match cli.command {
+        cli::Command::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("optout-milter: cannot start the async runtime: {error}");
+            return ExitCode::from(71); // EX_OSERR
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let mut message = format!("optout-milter: {error}");
