@@ -345,3 +345,42 @@ fn ingest_exits_with_sysexits_codes() {
     let (code, out) = ingest(&config, b"");
     assert_eq!(code, Some(65), "{out}");
 }
+
+#[test]
+fn serve_stops_naming_the_socket_it_cannot_listen_on() {
+    let (dir, config) = setup();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let base = fs::read_to_string(&config).unwrap();
+    let unsubscribe = format!(
+        "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsubscribe@example.com\"\n\
+         generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}/k\"\n",
+        dir.path().display()
+    );
+    for (milter, lmtp) in [(port, 0), (0, port)] {
+        fs::write(
+            &config,
+            format!(
+                "[milter]\nsocket = \"inet:127.0.0.1:{milter}\"\n{base}{unsubscribe}\
+                 [intake]\nlmtp = \"inet:127.0.0.1:{}\"\n",
+                if lmtp == 0 { free_port() } else { lmtp }
+            ),
+        )
+        .unwrap();
+        let run = cli(&config, &["serve"]);
+        assert!(!run.ok);
+        assert!(
+            run.stderr
+                .contains(&format!("cannot listen on inet:127.0.0.1:{port}")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
