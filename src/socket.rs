@@ -2,9 +2,15 @@
 //!
 //! Postfix writes `inet:127.0.0.1:8899` and `unix:/run/optout-milter/milter.sock`;
 //! Sendmail writes `inet:8899@127.0.0.1`, `inet6:8899@[::1]` and `local:/path`. Both forms
-//! are accepted so the same string can be pasted from either MTA's config.
+//! are accepted so the same string can be pasted from either MTA's config. [`bind_unix`]
+//! binds the Unix kind, for the milter and LMTP alike.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 /// Where a server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +38,17 @@ impl FromStr for SocketSpec {
             _ => Err(bad()),
         }
     }
+}
+
+/// Binds a Unix socket at `path`, first removing a socket file left there by an earlier
+/// run (never a file of another kind). Must be called inside a tokio runtime.
+pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    let stale = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if stale {
+        std::fs::remove_file(path)?;
+    }
+    tokio::net::UnixListener::bind(path)
 }
 
 fn parse_inet(rest: &str) -> Option<SocketAddr> {
@@ -63,6 +80,22 @@ impl fmt::Display for SocketSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_but_no_other_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("milter.sock");
+        // A listener dropped without cleanup leaves its socket file behind.
+        drop(bind_unix(&path).unwrap());
+        assert!(path.exists());
+        let again = bind_unix(&path).unwrap();
+        tokio::net::UnixStream::connect(&path).await.unwrap();
+        drop(again);
+        let file = dir.path().join("data");
+        std::fs::write(&file, "keep").unwrap();
+        assert!(bind_unix(&file).is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    }
 
     #[test]
     fn postfix_and_sendmail_spellings_parse() {

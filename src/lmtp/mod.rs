@@ -29,15 +29,7 @@ impl Listener {
     pub async fn bind(spec: &SocketSpec) -> io::Result<Self> {
         match spec {
             SocketSpec::Inet(addr) => Ok(Self::Tcp(TcpListener::bind(addr).await?)),
-            SocketSpec::Unix(path) => {
-                use std::os::unix::fs::FileTypeExt;
-                let stale =
-                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-                if stale {
-                    std::fs::remove_file(path)?;
-                }
-                Ok(Self::Unix(UnixListener::bind(path)?))
-            }
+            SocketSpec::Unix(path) => Ok(Self::Unix(crate::socket::bind_unix(path)?)),
         }
     }
 

@@ -14,7 +14,6 @@ use crate::socket::SocketSpec;
 use indymilter::{EitherListener, Listener};
 use std::{
     io,
-    os::unix::fs::FileTypeExt,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -124,13 +123,7 @@ pub async fn bind(spec: &SocketSpec) -> io::Result<MilterListener> {
         SocketSpec::Inet(addr) => Ok(EitherListener::Tcp(NodelayListener(
             TcpListener::bind(addr).await?,
         ))),
-        SocketSpec::Unix(path) => {
-            let stale = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-            if stale {
-                std::fs::remove_file(path)?;
-            }
-            Ok(EitherListener::Unix(UnixListener::bind(path)?))
-        }
+        SocketSpec::Unix(path) => Ok(EitherListener::Unix(crate::socket::bind_unix(path)?)),
     }
 }
 
