@@ -20,12 +20,24 @@ pub struct IntakeFixture {
     pub dir: tempfile::TempDir,
 }
 
-/// An intake configured by `config` (`@DIR@` is the temporary directory), which must have
-/// `[unsubscribe]` and `[intake]` sections.
-pub async fn intake_fixture(config: &str) -> IntakeFixture {
+/// The `[unsubscribe]` section of every intake fixture.
+const UNSUBSCRIBE: &str = r#"
+[unsubscribe]
+https_base = "https://unsubscribe.example.com"
+mailto = "unsubscribe@example.com"
+generate_missing_key = true
+[[unsubscribe.keys]]
+id = 1
+file = "@DIR@/token.key"
+"#;
+
+/// An intake with the mailto `unsubscribe@example.com`, `max_bytes = 16384` and the given
+/// further `[intake]` keys.
+pub async fn intake_fixture(intake_keys: &str) -> IntakeFixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let text = config.replace("@DIR@", &dir.path().to_string_lossy());
+    let text = format!("{UNSUBSCRIBE}\n[intake]\nmax_bytes = 16384\n{intake_keys}\n")
+        .replace("@DIR@", &dir.path().to_string_lossy());
     let overrides = Overrides {
         store_url: Some(db_url.clone()),
         socket: None,
