@@ -74,7 +74,7 @@ pub async fn run(
 }
 
 /// A connection of either kind.
-pub type Stream = Box<dyn session::Io>;
+type Stream = Box<dyn session::Io>;
 
 async fn accept(listener: &Listener) -> io::Result<Stream> {
     Ok(match listener {
