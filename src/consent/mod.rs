@@ -11,7 +11,7 @@ pub mod decision;
 pub mod record;
 pub mod value;
 
-pub use address::{Address, AddressError, AddressPolicy};
+pub use address::{Address, AddressError, AddressPolicy, without_source_route};
 pub use decision::{BlockReason, ConsentPolicy, Decision, DefaultConsent};
 pub use record::{Change, Channel, ConsentRecord, HistoryEntry, Scope, ScopeError, Source};
 pub use value::ConsentValue;

@@ -144,8 +144,8 @@ async fn rcpt(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>)
         .unwrap_or_default();
     match conn.session.rcpt(milter, &rcpt, &queue_id).await {
         RcptVerdict::Continue => Status::Continue,
-        RcptVerdict::Refuse(text) => {
-            set_reply(&mut cx.reply, "550", "5.7.1", &text, Status::Reject)
+        RcptVerdict::Refuse { xcode, text } => {
+            set_reply(&mut cx.reply, "550", xcode, &text, Status::Reject)
         }
         RcptVerdict::Tempfail => tempfail(&mut cx.reply),
     }

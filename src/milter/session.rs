@@ -20,11 +20,16 @@
 //!   the intake at end of message, and then discarded or delivered as configured.
 //! - When the store fails, the answer is a temporary failure (or, if the operator chose
 //!   fail-open, acceptance); never a silent delivery to an opted-out address.
+//! - A recipient of marketing mail whose address cannot be parsed cannot be checked, so it
+//!   is refused (`550 5.1.3` at RCPT, or removed at end of message). Not a temporary
+//!   failure: the same bytes will not parse tomorrow, and the MTA would retry for days.
+//! - A recipient is refused when its address or any alias of it (the percent hack, a bang
+//!   path: [`Address::aliases`]) has opted out, since the MTA may deliver to either.
 
 use super::Milter;
 use crate::{
     config::{AllOptedOut, ExistingHeader, MultipleRecipients, OnStoreError},
-    consent::{Address, BlockReason, Channel, Decision, Scope},
+    consent::{Address, BlockReason, Channel, Decision, Scope, without_source_route},
     headers::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK},
     intake::{After, Envelope, IntakeError},
     store::StoreError,
@@ -63,10 +68,11 @@ struct Message {
 /// An accepted recipient.
 #[derive(Debug)]
 struct Recipient {
-    /// As the MTA sent it: what it expects back when the recipient is removed.
+    /// As the MTA sent it less any source route: what it expects back when the recipient
+    /// is removed.
     raw: String,
-    /// `None` when the address cannot be normalized; nothing can be stored for it, so
-    /// nothing can block it.
+    /// `None` when the address cannot be parsed: it cannot be checked, so marketing mail
+    /// does not go to it.
     address: Option<Address>,
     /// The list it was already checked for at RCPT.
     checked_for: Option<Scope>,
@@ -76,8 +82,11 @@ struct Recipient {
 #[derive(Debug, PartialEq, Eq)]
 pub enum RcptVerdict {
     Continue,
-    /// `550 5.7.1` with this text.
-    Refuse(String),
+    /// `550` with this enhanced status code and text.
+    Refuse {
+        xcode: &'static str,
+        text: String,
+    },
     /// `451 4.3.0`: the store could not answer.
     Tempfail,
 }
@@ -146,25 +155,31 @@ impl Session {
         let address = match milter.config.addresses.normalize(rcpt) {
             Ok(address) => Some(address),
             Err(error) => {
-                warn!(queue_id, rcpt, %error, "recipient cannot be normalized; not checked");
+                warn!(queue_id, rcpt, %error, "recipient address cannot be parsed");
                 None
             }
         };
         let mut recipient = Recipient {
-            raw: rcpt.to_owned(),
+            raw: without_source_route(rcpt),
             address,
             checked_for: None,
         };
-        if let (Some(list), Some(address), false) = (
-            &self.message.sender_list,
-            &recipient.address,
-            self.local_submission,
-        ) {
+        if let (Some(list), false) = (&self.message.sender_list, self.local_submission) {
+            let Some(address) = &recipient.address else {
+                info!(queue_id, rcpt, %list, "recipient refused: its address cannot be checked");
+                return RcptVerdict::Refuse {
+                    xcode: "5.1.3",
+                    text: UNCHECKABLE.into(),
+                };
+            };
             match decide(milter, address, list).await {
                 Ok(Decision::Allow) => recipient.checked_for = Some(list.clone()),
                 Ok(Decision::Block(reason)) => {
                     info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient refused");
-                    return RcptVerdict::Refuse(refusal_text(address, list));
+                    return RcptVerdict::Refuse {
+                        xcode: "5.7.1",
+                        text: refusal_text(address, list),
+                    };
                 }
                 Err(error) => match milter.config.milter.on_store_error {
                     OnStoreError::Tempfail => {
@@ -298,7 +313,8 @@ impl Session {
         queue_id: &str,
     ) -> Result<bool, ()> {
         let Some(address) = &recipient.address else {
-            return Ok(true);
+            info!(queue_id, rcpt = recipient.raw, %list, "recipient removed: its address cannot be checked");
+            return Ok(false);
         };
         if recipient.checked_for.as_ref() == Some(list) {
             return Ok(true);
@@ -469,7 +485,29 @@ fn tempfail() -> EomPlan {
     }
 }
 
+/// The text of a refusal for an address that cannot be parsed.
+const UNCHECKABLE: &str = "recipient address cannot be checked for opt-out";
+
+/// The decision for `address` and every alias of it: blocked if any of them is.
 async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Decision, LookupError> {
+    let decision = decide_one(milter, address, list).await?;
+    if decision != Decision::Allow {
+        return Ok(decision);
+    }
+    for alias in address.aliases(&milter.config.addresses) {
+        let decision = decide_one(milter, &alias, list).await?;
+        if decision != Decision::Allow {
+            return Ok(decision);
+        }
+    }
+    Ok(Decision::Allow)
+}
+
+async fn decide_one(
+    milter: &Milter,
+    address: &Address,
+    list: &Scope,
+) -> Result<Decision, LookupError> {
     let lookup = milter.store.scoped_values(address, Channel::Email, list);
     let values = tokio::time::timeout(milter.config.milter.store_timeout, lookup)
         .await
