@@ -192,7 +192,8 @@ pub struct WebSection {
     /// How long after unsubscribing the page's undo button works.
     #[serde(default = "undo_window")]
     pub undo_window: String,
-    /// Requests per minute one client address may make; 0 turns the limit off.
+    /// Page views and refused links per minute from one client network (an opt-out with a
+    /// valid token is never limited); 0 turns the limit off.
     #[serde(default = "rate_limit")]
     pub rate_limit: u32,
     /// Human names of lists, by list id.

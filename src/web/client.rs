@@ -1,13 +1,19 @@
 //! Who is asking: the client address (believing `X-Forwarded-For` only from configured
-//! proxies) and a per-address request limit.
+//! proxies), and a request limit per client network for what costs without giving.
+//!
+//! Mailbox providers send the one-click POSTs of all their users from a few egress
+//! addresses, so an opt-out with a valid token is never limited: refusing it would lose
+//! it. What is limited is what a stranger can make us do for nothing: page views (each one
+//! a store read) and links that do not verify. The key is the client's network, /64 for
+//! IPv6 (one subscriber line gets a whole /64) and the address for IPv4.
 
 use axum::http::HeaderMap;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::Mutex,
-    time::{Duration, Instant},
+    net::{IpAddr, Ipv6Addr},
+    num::NonZeroU32,
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 /// The client's address. Behind trusted proxies it is the rightmost `X-Forwarded-For`
@@ -32,41 +38,48 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
         .unwrap_or(peer)
 }
 
-/// A fixed-window request counter per client address.
-pub struct RateLimiter {
-    per_minute: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+/// The network a client address is counted under, as its first address.
+fn network(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !0 << 64)),
+        },
+    }
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
-/// Past this many tracked addresses, expired windows are swept out.
-const SWEEP_AT: usize = 100_000;
+/// A per-network request limit (GCRA, from `governor`), or none.
+pub struct RateLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Checks since the state of idle networks was last dropped.
+    checks: AtomicU32,
+}
+
+/// How often idle networks' state is dropped, in checks.
+const SWEEP_EVERY: u32 = 10_000;
 
 impl RateLimiter {
-    /// `per_minute` requests per address and minute; 0 allows everything.
+    /// `per_minute` requests per client network and minute, in bursts of as many; 0 allows
+    /// everything.
     pub fn new(per_minute: u32) -> Self {
+        let limiter =
+            NonZeroU32::new(per_minute).map(|n| governor::RateLimiter::keyed(Quota::per_minute(n)));
         Self {
-            per_minute,
-            windows: Mutex::new(HashMap::new()),
+            limiter,
+            checks: AtomicU32::new(0),
         }
     }
 
-    /// Counts a request from `client`; `false` when it is over the limit.
-    pub fn allow(&self, client: IpAddr, now: Instant) -> bool {
-        if self.per_minute == 0 {
+    /// Counts a request from `client`; `false` when its network is over the limit.
+    pub fn allow(&self, client: IpAddr) -> bool {
+        let Some(limiter) = &self.limiter else {
             return true;
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
         }
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let (start, count) = windows.entry(client).or_insert((now, 0));
-        if now.duration_since(*start) >= WINDOW {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        *count <= self.per_minute
+        limiter.check_key(&network(client)).is_ok()
     }
 }
 
@@ -102,14 +115,18 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_applies_per_address_and_per_minute() {
+    fn the_limit_applies_per_network() {
         let limiter = RateLimiter::new(2);
-        let t0 = Instant::now();
-        assert!(limiter.allow(ip("192.0.2.1"), t0));
-        assert!(limiter.allow(ip("192.0.2.1"), t0));
-        assert!(!limiter.allow(ip("192.0.2.1"), t0));
-        assert!(limiter.allow(ip("192.0.2.2"), t0));
-        assert!(limiter.allow(ip("192.0.2.1"), t0 + WINDOW));
-        assert!(RateLimiter::new(0).allow(ip("192.0.2.1"), t0));
+        assert!(limiter.allow(ip("192.0.2.1")));
+        assert!(limiter.allow(ip("192.0.2.1")));
+        assert!(!limiter.allow(ip("192.0.2.1")));
+        assert!(limiter.allow(ip("192.0.2.2")));
+        // One /64 is one client; the next /64 is another.
+        assert!(limiter.allow(ip("2001:db8:0:1::1")));
+        assert!(limiter.allow(ip("2001:db8:0:1::2")));
+        assert!(!limiter.allow(ip("2001:db8:0:1:ffff::3")));
+        assert!(limiter.allow(ip("2001:db8:0:2::1")));
+        assert!(!limiter.allow(ip("::ffff:192.0.2.1")));
+        assert!(RateLimiter::new(0).allow(ip("192.0.2.1")));
     }
 }

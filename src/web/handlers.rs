@@ -12,15 +12,14 @@ use crate::{
 };
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, Path, Request, State, rejection::PathRejection},
+    extract::{ConnectInfo, Path, State, rejection::PathRejection},
     http::{HeaderMap, StatusCode, header},
-    middleware::Next,
     response::{Html, IntoResponse, Response},
 };
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::SystemTime,
 };
 use tracing::{error, info};
 
@@ -35,10 +34,11 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Response {
     let lang = lang(&headers);
-    let Found { target, .. } = match start(&state, token, peer, &headers, lang).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let Found { target, .. } =
+        match start(&state, token, peer, &headers, lang, Charge::Always).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let list = list_name(&state, &target.scope);
     Html(pages::confirm(
         lang,
@@ -61,7 +61,7 @@ pub async fn unsubscribe(
         target,
         client,
         token,
-    } = match start(&state, token, peer, &headers, lang).await {
+    } = match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -109,10 +109,11 @@ pub async fn undo(
     headers: HeaderMap,
 ) -> Response {
     let lang = lang(&headers);
-    let Found { target, client, .. } = match start(&state, token, peer, &headers, lang).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let Found { target, client, .. } =
+        match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let now = SystemTime::now();
     let records = match state.store.records(&target.address).await {
         Ok(records) => records,
@@ -163,28 +164,23 @@ pub async fn healthz(State(state): State<Arc<WebState>>) -> Response {
     }
 }
 
-/// Counts the request against its client's limit before anything else is read; over the
-/// limit, a 429.
-pub async fn limit(
-    State(state): State<Arc<WebState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let client = client_address(peer.ip(), request.headers(), &state.config.trusted_proxies);
-    if state.limiter.allow(client, Instant::now()) {
-        return next.run(request).await;
-    }
-    let page = Html(pages::problem(
-        lang(request.headers()),
-        Problem::TooManyRequests,
-    ));
+/// Over the limit: a 429.
+fn too_many(lang: Lang) -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::RETRY_AFTER, "60")],
-        page,
+        Html(pages::problem(lang, Problem::TooManyRequests)),
     )
         .into_response()
+}
+
+/// Which requests count against the client's limit (see `client`'s module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Every request: page views cost a store read and give nothing.
+    Always,
+    /// Only when the link is refused: an opt-out with a valid token is never limited.
+    IfRefused,
 }
 
 /// The token from the path, or why it could not be read.
@@ -197,25 +193,31 @@ struct Found {
     token: String,
 }
 
-/// What every token route does first: take the token from the path and resolve it. A
-/// path that is not even text is an invalid link too.
+/// What every token route does first: take the token from the path and resolve it,
+/// counting the request against the client's limit as `charge` says. A path that is not
+/// even text is an invalid link too.
 async fn start(
     state: &WebState,
     token: TokenPath,
     peer: SocketAddr,
     headers: &HeaderMap,
     lang: Lang,
+    charge: Charge,
 ) -> Result<Found, Response> {
-    let Ok(Path(token)) = token else {
-        return Err(invalid_link(lang));
-    };
     let client = client_address(peer.ip(), headers, &state.config.trusted_proxies);
-    match state
-        .unsubscribe
-        .resolve(state.store.as_ref(), &token, SystemTime::now())
-        .await
-    {
-        Ok(target) => Ok(Found {
+    if charge == Charge::Always && !state.limiter.allow(client) {
+        return Err(too_many(lang));
+    }
+    let resolved = match token {
+        Ok(Path(token)) => state
+            .unsubscribe
+            .resolve(state.store.as_ref(), &token, SystemTime::now())
+            .await
+            .map(|target| (target, token)),
+        Err(_) => Err(ResolveError::Token(crate::token::TokenError::Malformed)),
+    };
+    match resolved {
+        Ok((target, token)) => Ok(Found {
             target,
             client,
             token,
@@ -225,7 +227,10 @@ async fn start(
             Err(unavailable(lang))
         }
         Err(e) => {
-            info!(%client, reason = %e, "refused an unsubscribe link");
+            state.refusals.note(client, &e);
+            if charge == Charge::IfRefused && !state.limiter.allow(client) {
+                return Err(too_many(lang));
+            }
             Err(invalid_link(lang))
         }
     }

@@ -13,6 +13,7 @@
 mod client;
 mod handlers;
 pub mod pages;
+mod refusals;
 
 use crate::{config::WebConfig, store::ConsentStore, unsubscribe::Unsubscribe};
 use axum::{
@@ -38,6 +39,7 @@ pub struct WebState {
     pub store: Arc<dyn ConsentStore>,
     pub unsubscribe: Arc<Unsubscribe>,
     pub limiter: RateLimiter,
+    pub(crate) refusals: refusals::Refusals,
 }
 
 impl WebState {
@@ -52,6 +54,7 @@ impl WebState {
             store,
             unsubscribe,
             limiter,
+            refusals: refusals::Refusals::default(),
         }
     }
 }
@@ -68,10 +71,6 @@ pub fn app(state: Arc<WebState>) -> Router {
             get(handlers::page).post(handlers::unsubscribe),
         )
         .route("/u/{token}/undo", post(handlers::undo))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            handlers::limit,
-        ))
         .route("/healthz", get(handlers::healthz))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
