@@ -269,6 +269,19 @@ fn token_keygen_mint_and_inspect() {
             inspect.stdout
         );
     }
+    // The whole link or the unsubscribe address works as well (issue 11, item 13).
+    for pasted in [
+        format!("https://u.example.com/u/{token}"),
+        format!("<mailto:unsub+{token}@example.com?subject=unsubscribe>"),
+    ] {
+        let inspect = cli(&config, &["token", "inspect", &pasted]);
+        assert!(
+            inspect.stdout.contains("address: reader@example.org"),
+            "{pasted}: {}{}",
+            inspect.stdout,
+            inspect.stderr
+        );
+    }
     let mut forged = token.into_bytes();
     forged[10] = if forged[10] == b'a' { b'b' } else { b'a' };
     let forged = cli(
@@ -312,8 +325,11 @@ fn ingest(config: &Path, message: &[u8]) -> (Option<i32>, String) {
 #[test]
 fn ingest_exits_with_sysexits_codes() {
     let (dir, config) = setup();
-    // No [intake] yet: a temporary failure, so Postfix keeps the mail until it is fixed.
-    assert_eq!(ingest(&config, b"Subject: x\r\n\r\n").0, Some(75));
+    // No [intake] yet: a configuration error (EX_CONFIG), not a temporary failure that
+    // Postfix would retry for days (issue 11, item 13).
+    assert_eq!(ingest(&config, b"Subject: x\r\n\r\n").0, Some(78));
+    let missing = config.with_file_name("missing.toml");
+    assert_eq!(ingest(&missing, b"Subject: x\r\n\r\n").0, Some(78));
     let mut text = fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsubscribe@example.com\"\n\
@@ -344,6 +360,63 @@ fn ingest_exits_with_sysexits_codes() {
     assert!(out.contains("ignored:"), "{out}");
     let (code, out) = ingest(&config, b"");
     assert_eq!(code, Some(65), "{out}");
+}
+
+/// Regression (issue 11, item 7): with several unsubscribe+TOKEN recipients, ingest
+/// recorded the first and exited 0. Every valid token is recorded.
+#[test]
+fn ingest_records_every_token_among_the_recipients() {
+    let (dir, config) = setup();
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsubscribe@example.com\"\n\
+         generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}/k\"\n[intake]\n",
+        dir.path().display()
+    ));
+    fs::write(&config, text).unwrap();
+    let mut args = vec![
+        "ingest".to_owned(),
+        "--sender".into(),
+        "a@example.org".into(),
+    ];
+    for who in ["a@example.org", "b@example.org", "c@example.org"] {
+        let mint = cli(&config, &["token", "mint", who, "--list", "weekly-news"]);
+        let token = mint
+            .stdout
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("token: ")
+            .unwrap()
+            .to_owned();
+        args.push("--recipient".into());
+        args.push(format!("unsubscribe+{token}@example.com"));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(&config)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"From: a@example.org\r\nSubject: unsubscribe\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for who in ["a@example.org", "b@example.org", "c@example.org"] {
+        let got = cli(&config, &["consent", "get", who]);
+        assert!(
+            got.stdout.contains("\tweekly-news\tn\t"),
+            "{who}: {}",
+            got.stdout
+        );
+    }
 }
 
 #[test]

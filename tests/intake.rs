@@ -120,20 +120,30 @@ async fn every_sample_mail_has_its_expected_outcome() {
         let outcome = f.intake.process(&envelope, &raw).await.unwrap();
         match case.expect.as_str() {
             "unsubscribed" => {
-                let Outcome::Unsubscribed {
-                    address,
-                    scope,
-                    found_in,
-                    ..
-                } = outcome
-                else {
+                let Outcome::Unsubscribed(done) = outcome else {
                     panic!("{}: expected an unsubscribe, got {outcome:?}", case.file);
+                };
+                let [
+                    optout_milter::intake::Unsubscription {
+                        address,
+                        scope,
+                        found_in,
+                        ..
+                    },
+                ] = &done[..]
+                else {
+                    panic!("{}: expected one unsubscribe, got {done:?}", case.file);
                 };
                 let expected_address = case.address.as_deref().unwrap();
                 let expected_scope = case.scope.as_deref().unwrap();
                 assert_eq!(address.as_str(), expected_address, "{}", case.file);
                 assert_eq!(scope.as_str(), expected_scope, "{}", case.file);
-                assert_eq!(found_in, case.found_in.as_deref().unwrap(), "{}", case.file);
+                assert_eq!(
+                    *found_in,
+                    case.found_in.as_deref().unwrap(),
+                    "{}",
+                    case.file
+                );
                 assert_eq!(
                     f.value(expected_address, expected_scope).await,
                     Some(ConsentValue::No),
@@ -302,6 +312,48 @@ async fn the_milter_takes_unsubscribe_mail_and_discards_it() {
     conn.rcpt(["<someone@example.org>"]).await.unwrap();
     conn.header("Subject", "hello").await.unwrap();
     assert_eq!(conn.body("body\r\n").await.unwrap(), Status::Skip);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// Regression (issue 11, item 7): a mail to several unsubscribe+TOKEN addresses taken by
+/// the milter recorded the first and discarded the mail. Every valid token is recorded.
+#[tokio::test]
+async fn the_milter_records_every_token_among_the_recipients() {
+    let milter = common::start("", MILTER_INTAKE).await;
+    let codec = &milter.milter.unsubscribe.as_ref().unwrap().codec;
+    let policy = AddressPolicy::default();
+    let mut conn = TestConnection::open(milter.addr).await.unwrap();
+    let client: std::net::SocketAddr = "198.51.100.5:40000".parse().unwrap();
+    conn.connect("mail.example.org", client).await.unwrap();
+    conn.mail(["<family@example.org>"]).await.unwrap();
+    let who = ["a@example.org", "b@example.org", "c@example.org"];
+    for address in who {
+        let address = policy.normalize(address).unwrap();
+        let subject = milter
+            .store
+            .subject_id(&address, &Scope::All)
+            .await
+            .unwrap();
+        let token = codec.mint(subject, SystemTime::now()).unwrap();
+        conn.rcpt([format!("<unsubscribe+{token}@example.com>")])
+            .await
+            .unwrap();
+    }
+    conn.header("From", "family@example.org").await.unwrap();
+    conn.header("Subject", "unsubscribe").await.unwrap();
+    conn.body("Please unsubscribe us.\r\n").await.unwrap();
+    let (_, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Discard);
+    for address in who {
+        let records = milter
+            .store
+            .records(&policy.normalize(address).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1, "{address}");
+        assert_eq!(records[0].value, ConsentValue::No, "{address}");
+    }
     conn.close().await.unwrap();
     milter.stop().await;
 }

@@ -1,7 +1,10 @@
 //! `optout-milter ingest`: one unsubscribe mail on standard input, for Postfix's `pipe`
 //! transport. The exit status follows sysexits, which Postfix understands: 0 done (the
 //! opt-out is on disk, or the mail was not an unsubscribe request), 65 the message is
-//! unusable (Postfix bounces it), 75 a temporary failure (Postfix keeps it and retries).
+//! unusable (Postfix bounces it), 75 a temporary failure (Postfix keeps it and retries),
+//! 78 a configuration error (Postfix bounces it with "local configuration error", so the
+//! person learns the request failed instead of it waiting for days behind a config that
+//! will not fix itself).
 
 use super::CliError;
 use crate::{
@@ -36,12 +39,15 @@ pub async fn run(
     let intake = Intake::new(intake_config, store, unsubscribe, config.addresses.clone());
     let envelope = Envelope { sender, recipients };
     match intake.process(&envelope, &raw).await? {
-        Outcome::Unsubscribed {
-            address,
-            scope,
-            found_in,
-            recorded,
-        } => println!("unsubscribed: {address} {scope} (found in {found_in}, {recorded:?})"),
+        Outcome::Unsubscribed(done) => {
+            for u in done {
+                let (address, scope, found_in) = (u.address, u.scope, u.found_in);
+                println!(
+                    "unsubscribed: {address} {scope} (found in {found_in}, {:?})",
+                    u.recorded
+                );
+            }
+        }
         Outcome::Ignored(reason) => println!("ignored: {reason}"),
     }
     Ok(())

@@ -45,7 +45,8 @@ pub enum Command {
     #[command(subcommand)]
     Consent(ConsentCommand),
     /// Read one unsubscribe mail on standard input (for Postfix's pipe transport).
-    /// Exits 0 when done, 65 for an unusable message, 75 for a temporary failure.
+    /// Exits 0 when done, 65 for an unusable message, 75 for a temporary failure, 78 for a
+    /// configuration error.
     Ingest {
         /// The envelope sender (`${sender}`; empty for bounces).
         #[arg(long)]
@@ -68,7 +69,8 @@ pub enum TokenCommand {
         #[arg(long, default_value = "*")]
         list: Scope,
     },
-    /// Verify a token and show whom it is for.
+    /// Verify a token and show whom it is for. Takes the token, the https link or the
+    /// unsubscribe+TOKEN address.
     Inspect { token: String },
     /// Create a new key file of 32 random bytes, readable by its owner only.
     Keygen { file: PathBuf },
@@ -153,6 +155,8 @@ pub enum CliError {
 const EX_DATAERR: u8 = 65;
 /// sysexits: try again later.
 const EX_TEMPFAIL: u8 = 75;
+/// sysexits: the configuration is wrong; retrying will not help until it is fixed.
+const EX_CONFIG: u8 = 78;
 
 impl CliError {
     /// The process exit status for this error.
@@ -160,6 +164,7 @@ impl CliError {
         match self {
             CliError::Ingest(inner) => match inner.as_ref() {
                 CliError::Intake(crate::intake::IntakeError::Unusable) => EX_DATAERR,
+                CliError::Config(_) | CliError::Usage(_) | CliError::Key(_) => EX_CONFIG,
                 _ => EX_TEMPFAIL,
             },
             _ => 1,

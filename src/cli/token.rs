@@ -35,7 +35,11 @@ pub async fn run(config: &Config, command: TokenCommand) -> Result<(), CliError>
             );
         }
         TokenCommand::Inspect { token } => {
-            let verified = unsubscribe.codec.verify(token.trim(), SystemTime::now())?;
+            // The token alone, or inside the link or the unsubscribe address it came in.
+            let token = crate::intake::parse::token_candidates(&token)
+                .next()
+                .unwrap_or_else(|| token.trim().to_owned());
+            let verified = unsubscribe.codec.verify(&token, SystemTime::now())?;
             let claims = verified.claims;
             println!("key id: {}", claims.key_id);
             println!(

@@ -22,7 +22,7 @@ pub use confirm::{ConfirmationConfig, Confirmer};
 use crate::{
     consent::{Address, AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
     store::{ConsentStore, Recorded, StoreError},
-    unsubscribe::{ResolveError, Unsubscribe},
+    unsubscribe::{ResolveError, Target, Unsubscribe},
 };
 use mail_parser::MessageParser;
 use std::{sync::Arc, time::SystemTime};
@@ -61,15 +61,21 @@ pub struct Envelope {
 /// What processing did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Unsubscribed {
-        address: Address,
-        scope: Scope,
-        /// Where the token or the authenticated sender was found.
-        found_in: &'static str,
-        recorded: Recorded,
-    },
+    /// Every opt-out the mail asked for, recorded in one transaction; one per distinct
+    /// token among the envelope recipients, else one.
+    Unsubscribed(Vec<Unsubscription>),
     /// Not an unsubscribe request; nothing recorded.
     Ignored(String),
+}
+
+/// One opt-out an unsubscribe mail asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsubscription {
+    pub address: Address,
+    pub scope: Scope,
+    /// Where the token or the authenticated sender was found.
+    pub found_in: &'static str,
+    pub recorded: Recorded,
 }
 
 /// Processing failed.
@@ -132,11 +138,15 @@ impl Intake {
         }
         let links = &self.unsubscribe.config.links;
         let (local, domain) = (links.mailto_local.as_str(), links.mailto_domain.as_str());
+        // Each envelope recipient is a request of its own: a mail sent to several
+        // unsubscribe+TOKEN addresses asks for every one of them.
+        let envelope_tokens: Vec<(&'static str, String)> = envelope
+            .recipients
+            .iter()
+            .filter_map(|rcpt| parse::plus_token(rcpt, local, domain))
+            .map(|t| ("envelope recipient", t))
+            .collect();
         let mut candidates: Vec<(&'static str, String)> = Vec::new();
-        for rcpt in &envelope.recipients {
-            candidates
-                .extend(parse::plus_token(rcpt, local, domain).map(|t| ("envelope recipient", t)));
-        }
         for to in message.to().iter().flat_map(|a| a.iter()) {
             candidates.extend(
                 to.address()
@@ -171,13 +181,14 @@ impl Intake {
             )
         };
         let now = SystemTime::now();
-        for (found_in, candidate) in &candidates {
-            match self
-                .unsubscribe
-                .resolve(self.store.as_ref(), candidate, now)
-                .await
-            {
-                Ok(target) => {
+        let mut targets = self.resolve_all(&envelope_tokens, now, usize::MAX).await?;
+        if targets.is_empty() {
+            targets = self.resolve_all(&candidates, now, 1).await?;
+        }
+        if !targets.is_empty() {
+            let requests = targets
+                .into_iter()
+                .map(|(found_in, target)| {
                     let label = format!(
                         "{}{}",
                         target.claims.label(),
@@ -189,12 +200,12 @@ impl Intake {
                         evidence(found_in, Some(label)),
                         now,
                     );
-                    return self.record(change, found_in).await;
-                }
-                Err(ResolveError::Store(e)) => return Err(e.into()),
-                Err(_) => continue,
-            }
+                    (change, found_in)
+                })
+                .collect();
+            return self.record(requests).await;
         }
+        let candidates = [envelope_tokens, candidates].concat();
         let Ok(address) = self.addresses.normalize(from) else {
             return Ok(ignored("no valid token, and no usable From address".into()));
         };
@@ -221,29 +232,62 @@ impl Intake {
             at: now,
             evidence: evidence("authenticated From", None),
         };
-        self.record(change, "authenticated From").await
+        self.record(vec![(change, "authenticated From")]).await
     }
 
-    async fn record(&self, change: Change, found_in: &'static str) -> Result<Outcome, IntakeError> {
-        let recorded = self.store.record(std::slice::from_ref(&change)).await?;
-        let recorded = recorded.first().copied().unwrap_or(Recorded::Unchanged);
-        info!(address = %change.address, scope = %change.scope, found_in, ?recorded, "unsubscribed by mail");
-        let confirmer = self
-            .confirmer
-            .as_ref()
-            .filter(|_| recorded == Recorded::Changed);
-        if let Some(Err(error)) = match confirmer {
-            Some(c) => Some(c.send(&change.address).await),
-            None => None,
-        } {
-            warn!(address = %change.address, %error, "cannot send the confirmation");
+    /// The targets of the first `most` distinct valid tokens among `candidates`, each with
+    /// where it was found. A store failure fails the whole mail, so the MTA retries it.
+    async fn resolve_all(
+        &self,
+        candidates: &[(&'static str, String)],
+        now: SystemTime,
+        most: usize,
+    ) -> Result<Vec<(&'static str, Target)>, IntakeError> {
+        let mut targets: Vec<(&'static str, Target)> = Vec::new();
+        for (found_in, candidate) in candidates {
+            if targets.len() >= most {
+                break;
+            }
+            match self
+                .unsubscribe
+                .resolve(self.store.as_ref(), candidate, now)
+                .await
+            {
+                Ok(target) => {
+                    let seen = targets
+                        .iter()
+                        .any(|(_, t)| t.address == target.address && t.scope == target.scope);
+                    if !seen {
+                        targets.push((found_in, target));
+                    }
+                }
+                Err(ResolveError::Store(e)) => return Err(e.into()),
+                Err(_) => continue,
+            }
         }
-        Ok(Outcome::Unsubscribed {
-            address: change.address,
-            scope: change.scope,
-            found_in,
-            recorded,
-        })
+        Ok(targets)
+    }
+
+    /// Records every requested opt-out in one durable transaction, then confirms.
+    async fn record(&self, requests: Vec<(Change, &'static str)>) -> Result<Outcome, IntakeError> {
+        let changes: Vec<Change> = requests.iter().map(|(c, _)| c.clone()).collect();
+        let recorded = self.store.record(&changes).await?;
+        let mut done = Vec::with_capacity(requests.len());
+        for ((change, found_in), recorded) in requests.into_iter().zip(recorded) {
+            info!(address = %change.address, scope = %change.scope, found_in, ?recorded, "unsubscribed by mail");
+            if let (Some(confirmer), Recorded::Changed) = (&self.confirmer, recorded)
+                && let Err(error) = confirmer.send(&change.address).await
+            {
+                warn!(address = %change.address, %error, "cannot send the confirmation");
+            }
+            done.push(Unsubscription {
+                address: change.address,
+                scope: change.scope,
+                found_in,
+                recorded,
+            });
+        }
+        Ok(Outcome::Unsubscribed(done))
     }
 }
 

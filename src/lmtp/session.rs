@@ -152,8 +152,12 @@ async fn deliver(intake: &Intake, t: &Transaction, message: &[u8]) -> String {
         };
         let rcpt = printable(rcpt);
         replies.push(match intake.process(&envelope, message).await {
-            Ok(Outcome::Unsubscribed { address, scope, .. }) => {
-                format!("250 2.0.0 <{rcpt}> {address} unsubscribed from {scope}")
+            Ok(Outcome::Unsubscribed(done)) => {
+                let done: Vec<String> = done
+                    .iter()
+                    .map(|u| format!("{} unsubscribed from {}", u.address, u.scope))
+                    .collect();
+                format!("250 2.0.0 <{rcpt}> {}", done.join(", "))
             }
             Ok(Outcome::Ignored(reason)) => format!(
                 "250 2.0.0 <{rcpt}> not an unsubscribe request: {}",
