@@ -243,7 +243,11 @@ async fn mint(config: &Path, db: &str, n: u64) -> Vec<String> {
         config::{Config, Overrides},
         unsubscribe::Unsubscribe,
     };
-    drop(optout_milter::store::open(db).await.expect("store"));
+    drop(
+        optout_milter::store::open_or_create(db)
+            .await
+            .expect("store"),
+    );
     let config = Config::load(config, &Overrides::default()).expect("config");
     let unsubscribe = Unsubscribe::load(config.unsubscribe.expect("unsubscribe")).expect("keys");
     use sqlx::Connection;

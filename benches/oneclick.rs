@@ -47,7 +47,7 @@ async fn run(connections: u32) {
         socket: None,
     };
     let config = Config::parse(Path::new("bench.toml"), &config, &overrides).expect("config");
-    let store = store::open(&db).await.expect("store");
+    let store = store::open_or_create(&db).await.expect("store");
     let unsubscribe = Arc::new(
         Unsubscribe::load(config.unsubscribe.clone().expect("unsubscribe")).expect("keys"),
     );

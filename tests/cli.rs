@@ -1,7 +1,7 @@
 //! The command line as an operator uses it: the real binary, a config file, a store.
 #![allow(clippy::unwrap_used)] // tests fail loudly
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
 struct Run {
     ok: bool,
@@ -36,7 +36,83 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
         ),
     )
     .unwrap();
+    let init = cli(&config, &["init"]);
+    assert!(init.ok, "{}", init.stderr);
     (dir, config)
+}
+
+/// Regression (issue 11, item 4): commands run where the store is not (another directory,
+/// a deleted file) created an empty one silently and answered "no history" for someone
+/// who had unsubscribed. Only `init` creates a store; everything else names the path.
+#[test]
+fn only_init_creates_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("optout-milter.toml");
+    let db = dir.path().join("consent.db");
+    fs::write(
+        &config,
+        format!("[store]\nurl = \"sqlite:{}\"\n", db.display()),
+    )
+    .unwrap();
+    for args in [
+        &["consent", "get", "jane@example.org"][..],
+        &["consent", "history", "jane@example.org"],
+        &["consent", "list"],
+        &["consent", "export"],
+        &["consent", "set", "jane@example.org", "--value", "n"],
+        &["serve"],
+    ] {
+        let run = cli(&config, args);
+        assert!(!run.ok, "{args:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("there is no store at {}", db.display())),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!db.exists(), "{args:?} created the store");
+    }
+    let init = cli(&config, &["init"]);
+    assert!(init.ok, "{}", init.stderr);
+    let mode = fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the store holds addresses: owner only (issue 11, item 10)"
+    );
+    let set = cli(
+        &config,
+        &["consent", "set", "jane@example.org", "--value", "n"],
+    );
+    assert!(set.ok, "{}", set.stderr);
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.path().join(format!("consent.db{suffix}"));
+        let mode = fs::metadata(&side).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{suffix}");
+    }
+}
+
+/// Regression (issue 11, item 11): `sqlite::memory:` and `sqlite://` were accepted, and
+/// nothing recorded survived; `--config /dev/zero` read until memory ran out.
+#[test]
+fn stores_that_keep_nothing_and_endless_configs_are_refused() {
+    let (_dir, config) = setup();
+    for url in [
+        "sqlite::memory:",
+        "sqlite://",
+        "sqlite:",
+        "sqlite:file:x?mode=memory",
+    ] {
+        let run = cli(&config, &["--store", url, "init"]);
+        assert!(!run.ok, "{url}");
+        assert!(
+            run.stderr.contains("names no file"),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+    let run = cli(Path::new("/dev/zero"), &["check-config"]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("/dev/zero"), "{}", run.stderr);
 }
 
 #[test]

@@ -5,8 +5,13 @@
 mod common;
 
 use common::{
-    mta::{Daemon, Mta, require, smtp_send},
+    mta::{Daemon, Mta, daemon_config, free_port, require, smtp_send, wait_for},
     postfix::{PROGRAMS, Postfix},
+};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
 };
 
 const CONFIG: &str = r#"
@@ -117,4 +122,235 @@ fn an_unparseable_recipient_of_marketing_mail_is_refused_through_postfix() {
     );
     assert_eq!(sent.rcpts[0].1.code, 250, "{sent:?}");
     milter.stop();
+}
+
+/// The one-click part of [`DAEMON_CONFIG`]'s daemon.
+const WEB: &str = r#"
+[web]
+listen = "127.0.0.1:@WEB_PORT@"
+"#;
+
+/// Starts the shared daemon config with a web front, its store at `store` (a path), and
+/// returns it with the web port.
+fn web_daemon(dir: &Path, store: &Path) -> (Daemon, u16) {
+    let web_port = free_port();
+    let config = daemon_config(dir, WEB)
+        .replace(
+            &format!("sqlite:{}/consent.db", dir.display()),
+            &format!("sqlite:{}", store.display()),
+        )
+        .replace("@WEB_PORT@", &web_port.to_string());
+    let daemon = Daemon::start(dir, &config);
+    wait_for("the web front", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", web_port)).ok()
+    });
+    (daemon, web_port)
+}
+
+/// A token for `address` and the list weekly-news, minted through the CLI.
+fn mint(daemon: &Daemon, address: &str) -> String {
+    let out = daemon.cli(&["token", "mint", address, "--list", "weekly-news"]);
+    let line = out.lines().find_map(|l| l.strip_prefix("token: "));
+    line.expect("token").to_owned()
+}
+
+/// The status of one request, or `None` when nothing answers on the port.
+fn try_http(port: u16, method: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let body = "List-Unsubscribe=One-Click";
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.get(9..12)?.parse().ok()
+}
+
+fn consent_of(daemon: &Daemon, address: &str) -> String {
+    daemon.cli(&["consent", "get", address])
+}
+
+/// Issue 11, item 4: with the database deleted under the running daemon, one-click kept
+/// answering 200 into the deleted file, /healthz stayed 200, and a restart created an
+/// empty store silently (old tokens 404, mail to opted-out addresses). Now nothing more is
+/// acknowledged, the daemon stops with an error naming the file, and neither a restart
+/// nor the CLI creates a new store.
+#[test]
+fn a_store_deleted_under_the_daemon_is_never_acknowledged_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("consent.db");
+    let (mut daemon, web) = web_daemon(dir.path(), &db);
+    let token = mint(&daemon, "jane@example.org");
+    assert_eq!(try_http(web, "GET", "/healthz"), Some(200));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let answer = try_http(web, "POST", &format!("/u/{token}"));
+    assert_ne!(
+        answer,
+        Some(200),
+        "an opt-out was acknowledged into a deleted store"
+    );
+    assert!(matches!(try_http(web, "GET", "/healthz"), None | Some(503)));
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{status:?}");
+    let log = daemon.log();
+    assert!(log.contains("was deleted or replaced"), "{log}");
+    assert!(log.contains(&db.display().to_string()), "{log}");
+
+    let restart = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(&daemon.config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!restart.status.success());
+    let stderr = String::from_utf8_lossy(&restart.stderr);
+    assert!(
+        stderr.contains(&format!("there is no store at {}", db.display())),
+        "{stderr}"
+    );
+    let set = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(&daemon.config)
+        .args(["consent", "set", "jane@example.org", "--value", "n"])
+        .output()
+        .unwrap();
+    assert!(!set.status.success());
+    assert!(!db.exists(), "a new, empty store was created");
+}
+
+/// Issue 11, item 5 (full disk): once space returned, one-click kept answering 503 for up
+/// to 30 minutes, until pooled connections expired. Opt-outs are recorded again within
+/// seconds, and every one acknowledged is in the store.
+#[test]
+fn a_full_disk_is_recovered_from_within_seconds() {
+    if !require("a_full_disk_is_recovered_from_within_seconds", &[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let _mount = Tmpfs::mount(&disk, "4m");
+    let db = disk.join("consent.db");
+    let (daemon, web) = web_daemon(dir.path(), &db);
+    let tokens: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            let address = format!("user{i}@example.org");
+            let token = mint(&daemon, &address);
+            (address, token)
+        })
+        .collect();
+    let filler = disk.join("filler");
+    fill(&filler);
+    // The WAL reuses space it already has, so some writes may still fit; one will not.
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for (address, token) in &tokens {
+        match try_http(web, "POST", &format!("/u/{token}")) {
+            Some(200) => acknowledged.push(address.clone()),
+            Some(503) => {
+                refused = Some((address.clone(), token.clone()));
+                break;
+            }
+            other => panic!("{address}: {other:?}"),
+        }
+    }
+    let (address, token) = refused.expect("no write failed on a full disk");
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("one-click to record again", Duration::from_secs(10), || {
+        (try_http(web, "POST", &format!("/u/{token}")) == Some(200)).then_some(())
+    });
+    acknowledged.push(address);
+    for address in &acknowledged {
+        assert!(consent_of(&daemon, address).contains("\tn\t"), "{address}");
+    }
+    daemon.stop();
+}
+
+/// Issue 11, item 5 (read-only file): the same for a store file that could not be written
+/// (here made immutable, which binds root too), then fixed.
+#[test]
+fn a_read_only_store_is_recovered_from_within_seconds() {
+    if !require(
+        "a_read_only_store_is_recovered_from_within_seconds",
+        &["/usr/bin/chattr"],
+    ) {
+        return;
+    }
+    // chattr needs a file system that has the flag (ext4 here); /var/tmp is not a tmpfs.
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let db = dir.path().join("consent.db");
+    let (daemon, web) = web_daemon(dir.path(), &db);
+    let first = mint(&daemon, "first@example.org");
+    let second = mint(&daemon, "second@example.org");
+    let files = [db.clone(), dir.path().join("consent.db-wal")];
+    let chattr = |flag: &str| {
+        for file in &files {
+            let ok = Command::new("chattr").arg(flag).arg(file).status().unwrap();
+            assert!(ok.success(), "chattr {flag} {}", file.display());
+        }
+    };
+    chattr("+i");
+    let answer = try_http(web, "POST", &format!("/u/{first}"));
+    chattr("-i");
+    assert_eq!(answer, Some(503));
+    wait_for("one-click to record again", Duration::from_secs(10), || {
+        (try_http(web, "POST", &format!("/u/{first}")) == Some(200)).then_some(())
+    });
+    assert_eq!(try_http(web, "POST", &format!("/u/{second}")), Some(200));
+    for address in ["first@example.org", "second@example.org"] {
+        assert!(consent_of(&daemon, address).contains("\tn\t"), "{address}");
+    }
+    daemon.stop();
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling: {e}"),
+        }
+    }
+    let _ = file.sync_all();
 }

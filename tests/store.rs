@@ -26,7 +26,7 @@ fn change(i: usize, value: ConsentValue) -> Change {
 async fn concurrent_writes_are_all_kept_and_answered_individually() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let store = store::open(&url).await.unwrap();
+    let store = store::open_or_create(&url).await.unwrap();
     // Half the addresses already have the value they will be sent again.
     for i in (0..400).step_by(2) {
         store.record(&[change(i, ConsentValue::No)]).await.unwrap();
@@ -68,7 +68,7 @@ async fn concurrent_writes_are_all_kept_and_answered_individually() {
 async fn concurrent_subject_ids_for_one_pair_agree() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let store = store::open(&url).await.unwrap();
+    let store = store::open_or_create(&url).await.unwrap();
     let address = AddressPolicy::default()
         .normalize("same@example.org")
         .unwrap();
@@ -107,7 +107,7 @@ async fn concurrent_subject_ids_for_one_pair_agree() {
 async fn the_history_refuses_to_be_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let store = store::open(&url).await.unwrap();
+    let store = store::open_or_create(&url).await.unwrap();
     store.record(&[change(1, ConsentValue::No)]).await.unwrap();
     use sqlx::{Connection, SqliteConnection};
     let mut db = SqliteConnection::connect(&url).await.unwrap();
@@ -140,9 +140,9 @@ async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
     use optout_milter::store::{ConsentStore, index::IndexedStore};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let plain = store::open(&url).await.unwrap();
+    let plain = store::open_or_create(&url).await.unwrap();
     plain.record(&[change(1, ConsentValue::No)]).await.unwrap();
-    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+    let indexed = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
         .await
         .unwrap();
     ready(&indexed).await;
@@ -205,7 +205,7 @@ async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh()
     use optout_milter::store::{ConsentStore, index::IndexedStore};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+    let indexed = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
         .await
         .unwrap();
     indexed
@@ -266,7 +266,7 @@ async fn the_index_answers_exactly_what_the_store_answers() {
     use optout_milter::store::{ConsentStore, index::IndexedStore};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
-    let plain = store::open(&url).await.unwrap();
+    let plain = store::open_or_create(&url).await.unwrap();
     let lists: Vec<Scope> = ["*", "weekly", "deals"]
         .iter()
         .map(|s| s.parse().unwrap())
@@ -292,7 +292,7 @@ async fn the_index_answers_exactly_what_the_store_answers() {
     for _ in 0..60 {
         plain.record(&[random_change()]).await.unwrap();
     }
-    let indexed = IndexedStore::wrap(store::open(&url).await.unwrap())
+    let indexed = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
         .await
         .unwrap();
     ready(&indexed).await;

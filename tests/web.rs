@@ -61,7 +61,7 @@ async fn fixture(web_keys: &str) -> Fixture {
         socket: None,
     };
     let config = Config::parse(Path::new("test.toml"), &text, &overrides).unwrap();
-    let store = store::open(&db_url).await.unwrap();
+    let store = store::open_or_create(&db_url).await.unwrap();
     let unsubscribe = Arc::new(Unsubscribe::load(config.unsubscribe.clone().unwrap()).unwrap());
     let state = WebState::new(
         config.web.clone().unwrap(),

@@ -15,7 +15,11 @@ const BATCH: u64 = 1_000_000;
 pub async fn fill(url: &str, count: u64) {
     use sqlx::Connection;
     // Opening through the store creates and migrates the database.
-    drop(optout_milter::store::open(url).await.expect("open store"));
+    drop(
+        optout_milter::store::open_or_create(url)
+            .await
+            .expect("open store"),
+    );
     let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
     for pragma in ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -1000000"] {
         sqlx::query(pragma)

@@ -12,7 +12,7 @@ use crate::{
     config::{self, Config, ConfigError, Overrides},
     consent::{AddressError, ConsentValue, Scope},
     import::ImportError,
-    store::StoreError,
+    store::{self, StoreError},
 };
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,7 +38,14 @@ pub enum Command {
         /// The milter socket, overriding `[milter] socket`.
         #[arg(long)]
         socket: Option<String>,
+        /// Create the store if it does not exist (as `init` does). Without it a missing
+        /// store is an error: it was lost, and an empty one would let mail through to
+        /// everyone who opted out.
+        #[arg(long)]
+        init: bool,
     },
+    /// Create the store (if it does not exist) and bring its schema up to date.
+    Init,
     /// Validate the config file and exit.
     CheckConfig,
     /// Read and change recorded consent.
@@ -190,7 +197,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         return token::keygen(file);
     }
     let socket = match &cli.command {
-        Command::Serve { socket } => socket.clone(),
+        Command::Serve { socket, .. } => socket.clone(),
         _ => None,
     };
     let overrides = Overrides {
@@ -199,7 +206,11 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
     };
     let config = Config::load(&cli.config, &overrides)?;
     match cli.command {
-        Command::Serve { .. } => serve::run(config).await?,
+        Command::Serve { init, .. } => serve::run(config, init).await?,
+        Command::Init => {
+            drop(store::open_or_create(&config.store_url).await?);
+            println!("store ready: {}", store::redact(&config.store_url));
+        }
         Command::CheckConfig => println!("{}: OK", config.path.display()),
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,

@@ -45,10 +45,13 @@ pub enum ServeError {
 
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
-pub async fn run(config: Config) -> Result<(), ServeError> {
+pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
     let store_url = config.store_url.clone();
-    let store: Arc<dyn store::ConsentStore> =
-        store::index::IndexedStore::wrap(store::open(&config.store_url).await?).await?;
+    let opened = match init {
+        true => store::open_or_create(&config.store_url).await?,
+        false => store::open(&config.store_url).await?,
+    };
+    let store: Arc<dyn store::ConsentStore> = store::index::IndexedStore::wrap(opened).await?;
     let unsubscribe = config
         .unsubscribe
         .clone()
@@ -104,7 +107,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     let socket = config.milter.socket.clone();
     let milter = Arc::new(Milter::new(Arc::new(config), store.clone(), unsubscribe));
-    let ended = milter::spawn(socket.clone(), milter, until_stopped(stopped))
+    let ended = milter::spawn(socket.clone(), milter, until_stopped(stopped.clone()))
         .await
         .map_err(|source| ServeError::Bind {
             socket: socket.to_string(),
@@ -117,6 +120,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .unwrap_or_else(|_| Err(io::Error::other("the milter thread ended")))
             .map_err(ServeError::Milter)
     }));
+
+    servers.push(Box::pin(watch_store(
+        store.clone(),
+        until_stopped(stopped.clone()),
+    )));
 
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
@@ -134,6 +142,31 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             all.await
         }
         result = &mut all => result,
+    }
+}
+
+/// How often the store's file is checked while nothing is written.
+const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends with an error once the store can no longer be trusted (its file was deleted or
+/// replaced), which stops the daemon: it must not acknowledge opt-outs it cannot keep,
+/// and the exit status tells the supervisor. Writes notice it at once; this notices it
+/// within [`STORE_CHECK`] when nothing is written.
+async fn watch_store(
+    store: Arc<dyn store::ConsentStore>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let mut ticks = tokio::time::interval(STORE_CHECK);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = store.check() {
+            tracing::error!(%error, "stopping: the store is lost");
+            return Err(error.into());
+        }
     }
 }
 

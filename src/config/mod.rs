@@ -98,6 +98,9 @@ pub struct MilterConfig {
     pub max_connections: usize,
 }
 
+/// The largest config file read: far more than any real one.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -132,6 +135,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("config file {path} is larger than {MAX_CONFIG_BYTES} bytes; is it the right file?")]
+    TooLarge { path: PathBuf },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {key}: {message}")]
@@ -145,10 +150,24 @@ pub enum ConfigError {
 impl Config {
     /// Reads, overrides and validates the config at `path`.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        // Bounded: `--config /dev/zero` (or a log file named by mistake) must not read
+        // until memory runs out.
+        let mut text = String::new();
+        fs::File::open(path)
+            .map_err(read_error)?
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
         Self::parse(path, &text, overrides)
     }
 

@@ -1,6 +1,8 @@
 //! The store's errors. They carry the cause for operators' logs; the web front and the
 //! milter show callers only that the store failed, never its details.
 
+use std::path::PathBuf;
+
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -8,6 +10,24 @@ pub enum StoreError {
         "unsupported store URL {0:?}: expected sqlite:PATH (for example sqlite:///var/lib/optout-milter/consent.db)"
     )]
     UnsupportedUrl(String),
+    #[error(
+        "store URL {0:?} names no file, so nothing recorded would survive a restart: give a path, as in sqlite:///var/lib/optout-milter/consent.db"
+    )]
+    NotDurable(String),
+    #[error(
+        "there is no store at {0}: create it with `optout-milter init` (or `serve --init`), or correct [store] url"
+    )]
+    Missing(PathBuf),
+    #[error("cannot create the store at {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the store file {0} was deleted or replaced while in use; nothing more is acknowledged (restart once the file is back, or create a new store with `optout-milter init`)"
+    )]
+    Lost(PathBuf),
     #[error("cannot open the store at {url}")]
     Open {
         url: String,

@@ -98,14 +98,41 @@ pub trait ConsentStore: Send + Sync {
         None
     }
 
-    /// Checks that the store answers.
+    /// Checks that the store answers (and, like [`check`], that it is still the store
+    /// that was opened).
+    ///
+    /// [`check`]: ConsentStore::check
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Without I/O beyond a `stat`: an error once the store can no longer be trusted to
+    /// keep what it acknowledges (its file was deleted or replaced), and from then on.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-/// Opens the store named by `url`, creating and migrating it when the backend allows.
+/// Whether opening a store may create it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Only an explicit `init` (or `serve --init`) creates a store.
+    IfMissing,
+    /// Every other command: a missing store is an error that names it.
+    Never,
+}
+
+/// Opens and migrates the existing store named by `url`.
 pub async fn open(url: &str) -> Result<Arc<dyn ConsentStore>, StoreError> {
+    open_with(url, Create::Never).await
+}
+
+/// Opens the store named by `url`, creating it first if it does not exist.
+pub async fn open_or_create(url: &str) -> Result<Arc<dyn ConsentStore>, StoreError> {
+    open_with(url, Create::IfMissing).await
+}
+
+async fn open_with(url: &str, create: Create) -> Result<Arc<dyn ConsentStore>, StoreError> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
-        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, create).await?)),
         _ => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }

@@ -43,7 +43,7 @@ pub async fn intake_fixture(intake_keys: &str) -> IntakeFixture {
         socket: None,
     };
     let config = Config::parse(Path::new("t.toml"), &text, &overrides).expect("config");
-    let store = store::open(&db_url).await.expect("store");
+    let store = store::open_or_create(&db_url).await.expect("store");
     let unsubscribe = Arc::new(
         Unsubscribe::load(config.unsubscribe.clone().expect("[unsubscribe]")).expect("keys"),
     );

@@ -66,7 +66,7 @@ pub async fn start_with(
         socket: None,
     };
     let config = Config::parse(Path::new("test.toml"), &text, &overrides).expect("test config");
-    let store = store::open(&db_url).await.expect("store");
+    let store = store::open_or_create(&db_url).await.expect("store");
     let listener = milter::bind(&config.milter.socket).await.expect("bind");
     let addr = local_addr(&listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();

@@ -129,6 +129,13 @@ impl Daemon {
         );
     }
 
+    /// Waits for the daemon to exit by itself, and returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for("the daemon to exit", timeout, || {
+            self.child.try_wait().expect("daemon status")
+        })
+    }
+
     /// Stops the daemon the way systemd does (SIGTERM) and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -147,7 +154,7 @@ fn spawn(config: &Path, dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_optout-milter"))
         .arg("--config")
         .arg(config)
-        .arg("serve")
+        .args(["serve", "--init"])
         .env("OPTOUT_MILTER_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

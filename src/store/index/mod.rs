@@ -289,6 +289,10 @@ impl ConsentStore for IndexedStore {
         self.inner.last_history_id()
     }
 
+    fn check(&self) -> Result<(), StoreError> {
+        self.inner.check()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.inner.ping()
     }

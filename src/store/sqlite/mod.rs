@@ -4,11 +4,18 @@
 //! that was acknowledged survives a power cut. Reads go through a small pool; every write
 //! goes through the [`writer`] task, which commits concurrent writes together (group
 //! commit): one disk flush for many opt-outs, each still answered only after its commit.
+//!
+//! The store never creates a database unless asked to ([`Create::IfMissing`]: `init`,
+//! `serve --init`): a missing file where one is expected means it was lost, and an empty
+//! new one would silently let mail through to everyone who opted out. [`file`] watches
+//! that the file in use stays the one at the path.
 
+mod file;
 mod writer;
 
-use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture, redact};
+use super::{ConsentStore, Create, RecordKey, Recorded, StoreError, StoreFuture, redact};
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
+use file::DbFile;
 use sqlx::{
     Row,
     sqlite::{
@@ -18,6 +25,7 @@ use sqlx::{
 };
 use std::{
     str::FromStr,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -27,23 +35,34 @@ pub struct SqliteStore {
     writer: writer::Writer,
     /// The WAL index (`-shm`) file, whose header changes with every commit.
     shm: ShmHeader,
+    file: Arc<DbFile>,
 }
 
 const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `url` (`sqlite:PATH`).
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Opens and migrates the database at `url` (`sqlite:PATH`), creating it first only
+    /// when `create` says so.
+    pub async fn open(url: &str, create: Create) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
             url: redact(url),
             source,
         };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(open_error)?
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename().to_owned();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if in_memory || path.as_os_str().is_empty() {
+            return Err(StoreError::NotDurable(redact(url)));
+        }
+        if create == Create::IfMissing {
+            DbFile::create(&path)?;
+        }
+        let file = Arc::new(DbFile::identify(&path)?);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -57,13 +76,14 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
-        let writer = writer::Writer::spawn(pool.clone());
-        let mut shm = options.get_filename().as_os_str().to_owned();
+        let writer = writer::Writer::spawn(options, file.clone());
+        let mut shm = path.into_os_string();
         shm.push("-shm");
         Ok(Self {
             pool,
             writer,
             shm: ShmHeader::new(shm.into()),
+            file,
         })
     }
 }
@@ -251,8 +271,13 @@ impl ConsentStore for SqliteStore {
         self.shm.fingerprint()
     }
 
+    fn check(&self) -> Result<(), StoreError> {
+        self.file.check()
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
+            self.file.check()?;
             sqlx::query("SELECT 1 FROM consent LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;

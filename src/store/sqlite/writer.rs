@@ -6,15 +6,23 @@
 //! [`MAX_BATCH`]), applies them in order in one transaction, commits once, and only then
 //! answers each caller. If the batch fails, each write is retried alone so that one bad
 //! write cannot fail the others.
+//!
+//! The writer has a connection of its own, closed after any failure and opened afresh for
+//! the next write. A connection that hit a full disk, or that SQLite opened read-only
+//! because the file was not writable at that moment, would otherwise keep failing after
+//! the fault is gone (a pooled one until the pool retires it, half an hour later). After
+//! each commit, and before any caller hears of it, the file is checked to still be the
+//! store's ([`DbFile`]): a commit into a deleted file is not durable.
 
-use super::to_millis;
+use super::{DbFile, to_millis};
 use crate::{
     consent::{Address, Change, Scope},
     store::{Recorded, StoreError},
 };
-use sqlx::{SqliteConnection, SqlitePool};
-use std::time::SystemTime;
+use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+use std::{sync::Arc, time::SystemTime};
 use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 512;
@@ -42,10 +50,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over `pool`; it ends when the last handle is dropped.
-    pub fn spawn(pool: SqlitePool) -> Self {
+    /// Starts the writer task on connections to `options`' database, which must stay
+    /// `file`; it ends when the last handle is dropped.
+    pub fn spawn(options: SqliteConnectOptions, file: Arc<DbFile>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, queue));
+        let connection = Reconnecting {
+            options,
+            file,
+            conn: None,
+            failing: false,
+        };
+        tokio::spawn(run(connection, queue));
         Self { jobs }
     }
 
@@ -72,10 +87,58 @@ fn gone() -> StoreError {
     StoreError::Query(sqlx::Error::PoolClosed)
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+/// The writer's connection, opened when needed.
+struct Reconnecting {
+    options: SqliteConnectOptions,
+    file: Arc<DbFile>,
+    conn: Option<SqliteConnection>,
+    /// The last write failed: the next success is logged as the recovery.
+    failing: bool,
+}
+
+impl Reconnecting {
+    /// Commits `jobs` together; after a failure the connection is closed, so the next
+    /// call starts on a fresh one.
+    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        self.file.check()?;
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(
+                SqliteConnection::connect_with(&self.options)
+                    .await
+                    .inspect_err(|_| self.failing = true)?,
+            ),
+        };
+        let result = match commit(conn, jobs).await {
+            // Committed, but durable only if the file is still the store's.
+            Ok(outcomes) => self.file.check().map(|()| outcomes),
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(_) if self.failing => {
+                self.failing = false;
+                info!("the store accepts writes again");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if !self.failing {
+                    warn!(%error, "a write to the store failed; the next one reconnects");
+                }
+                self.failing = true;
+                if let Some(conn) = self.conn.take() {
+                    // Closing may fail on a broken connection; it is dropped either way.
+                    let _ = conn.close().await;
+                }
+            }
+        }
+        result
+    }
+}
+
+async fn run(mut connection: Reconnecting, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&pool, &batch).await {
+        match connection.commit(&batch).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     answer(job, Ok(outcome));
@@ -83,7 +146,8 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
             }
             Err(_) if batch.len() > 1 => {
                 for job in batch.drain(..) {
-                    let result = commit(&pool, std::slice::from_ref(&job))
+                    let result = connection
+                        .commit(std::slice::from_ref(&job))
                         .await
                         .map(|mut outcomes| outcomes.remove(0));
                     answer(job, result);
@@ -129,8 +193,8 @@ fn mismatch() -> StoreError {
 }
 
 /// Applies `jobs` in order in one transaction and commits.
-async fn commit(pool: &SqlitePool, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         outcomes.push(match job {
