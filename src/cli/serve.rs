@@ -65,7 +65,7 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
     let mut servers: Vec<Server> = Vec::new();
 
     if let (Some(web), Some(unsubscribe)) = (&config.web, &unsubscribe) {
-        let tls = web::tls(web).await.map_err(ServeError::Tls)?;
+        let tls = web::tls(web).map_err(ServeError::Tls)?;
         let listener =
             std::net::TcpListener::bind(web.listen).map_err(|source| ServeError::Bind {
                 socket: web.listen.to_string(),

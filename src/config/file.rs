@@ -196,6 +196,9 @@ pub struct WebSection {
     /// valid token is never limited); 0 turns the limit off.
     #[serde(default = "rate_limit")]
     pub rate_limit: u32,
+    /// The most HTTP connections open at once; more wait in the kernel's backlog.
+    #[serde(default = "web_max_connections")]
+    pub max_connections: usize,
     /// Human names of lists, by list id.
     #[serde(default)]
     pub lists: BTreeMap<String, String>,
@@ -211,6 +214,10 @@ fn undo_window() -> String {
 
 fn rate_limit() -> u32 {
     60
+}
+
+fn web_max_connections() -> usize {
+    256
 }
 
 /// `[intake]`: unsubscribe mails to the `mailto:` address.
@@ -229,6 +236,9 @@ pub struct IntakeSection {
     /// Larger messages are not unsubscribe requests.
     #[serde(default = "max_bytes")]
     pub max_bytes: usize,
+    /// The most LMTP connections open at once; more wait in the kernel's backlog.
+    #[serde(default = "lmtp_max_connections")]
+    pub max_connections: usize,
     /// authserv-ids whose `Authentication-Results` are believed.
     #[serde(default)]
     pub trusted_authserv_ids: Vec<String>,
@@ -242,6 +252,10 @@ fn discard() -> String {
 
 fn yes() -> bool {
     true
+}
+
+fn lmtp_max_connections() -> usize {
+    64
 }
 
 fn max_bytes() -> usize {

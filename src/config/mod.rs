@@ -83,8 +83,10 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub sender_name: String,
     pub undo_window: Duration,
-    /// Requests per minute per client address; 0 means no limit.
+    /// Page views and refused links per minute per client network; 0 means no limit.
     pub rate_limit: u32,
+    /// The most HTTP connections open at once.
+    pub max_connections: usize,
     pub list_names: std::collections::HashMap<Scope, String>,
 }
 

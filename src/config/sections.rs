@@ -43,6 +43,9 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
     if w.sender_name.trim().is_empty() {
         return Err(invalid("web.sender_name", &"must not be empty"));
     }
+    if w.max_connections == 0 {
+        return Err(invalid("web.max_connections", &"must be at least 1"));
+    }
     let list_names = w
         .lists
         .iter()
@@ -60,6 +63,7 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
         sender_name: w.sender_name.trim().to_owned(),
         undo_window,
         rate_limit: w.rate_limit,
+        max_connections: w.max_connections,
         list_names,
     })
 }
@@ -178,6 +182,9 @@ pub(super) fn intake(
             ));
         }
     };
+    if i.max_connections == 0 {
+        return Err(invalid("intake.max_connections", &"must be at least 1"));
+    }
     if i.max_bytes < 1024 {
         return Err(invalid("intake.max_bytes", &"must be at least 1024"));
     }
@@ -223,6 +230,7 @@ pub(super) fn intake(
         milter: i.milter,
         lmtp,
         max_bytes: i.max_bytes,
+        max_connections: i.max_connections,
         trusted_authserv_ids: i.trusted_authserv_ids.clone(),
         confirmation,
     })

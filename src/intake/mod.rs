@@ -46,6 +46,8 @@ pub struct IntakeConfig {
     /// Where `serve` takes unsubscribe mails over LMTP.
     pub lmtp: Option<crate::socket::SocketSpec>,
     pub max_bytes: usize,
+    /// The most LMTP connections open at once.
+    pub max_connections: usize,
     pub trusted_authserv_ids: Vec<String>,
     pub confirmation: Option<ConfirmationConfig>,
 }

@@ -14,8 +14,16 @@
 mod session;
 
 use crate::{intake::Intake, socket::SocketSpec};
-use std::{future::Future, io, sync::Arc};
-use tokio::net::{TcpListener, UnixListener};
+use std::{
+    future::Future,
+    io,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::{
+    net::{TcpListener, UnixListener},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tracing::{debug, warn};
 
 /// A bound LMTP socket.
@@ -42,32 +50,40 @@ impl Listener {
     }
 }
 
-/// Serves LMTP on `listener` until `shutdown` resolves; sessions in progress are not
-/// waited for (an MTA whose connection drops before the final reply retries the mail).
+/// Serves LMTP on `listener` until `shutdown` resolves, with at most `[intake]
+/// max_connections` sessions at once (more wait in the kernel's backlog); sessions in
+/// progress are not waited for (an MTA whose connection drops before the final reply
+/// retries the mail). An accept error never ends the server.
 pub async fn run(
     listener: Listener,
     intake: Arc<Intake>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let limit = Arc::new(Semaphore::new(intake.config.max_connections));
+    let mut warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return Ok(()),
-            accepted = accept(&listener) => accepted,
+            accepted = accept(&listener, &limit) => accepted,
         };
         match accepted {
-            Ok(stream) => {
+            Ok((stream, permit)) => {
                 let intake = intake.clone();
                 tokio::spawn(async move {
                     if let Err(error) = session::serve(stream, &intake).await {
                         debug!(%error, "LMTP session ended");
                     }
+                    drop(permit);
                 });
             }
-            // Out of file descriptors and the like: say so, pause, go on.
+            // Out of file descriptors and the like: say so (once a minute), pause, go on.
             Err(error) => {
-                warn!(%error, "cannot accept an LMTP connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    warn!(%error, "cannot accept an LMTP connection; going on (repeated at most once a minute)");
+                    warned = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -76,13 +92,22 @@ pub async fn run(
 /// A connection of either kind.
 type Stream = Box<dyn session::Io>;
 
-async fn accept(listener: &Listener) -> io::Result<Stream> {
-    Ok(match listener {
+async fn accept(
+    listener: &Listener,
+    limit: &Arc<Semaphore>,
+) -> io::Result<(Stream, OwnedSemaphorePermit)> {
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| io::Error::other("the connection limit was closed"))?;
+    let stream: Stream = match listener {
         Listener::Tcp(l) => {
             let (stream, _) = l.accept().await?;
             stream.set_nodelay(true)?;
             Box::new(stream)
         }
         Listener::Unix(l) => Box::new(l.accept().await?.0),
-    })
+    };
+    Ok((stream, permit))
 }

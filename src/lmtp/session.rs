@@ -19,8 +19,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 const MAX_COMMAND: usize = 4096;
 /// Most recipients of one transaction.
 const MAX_RECIPIENTS: usize = 100;
-/// How long to wait for a command, and for each line of the data (RFC 5321, 4.5.3.2).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long to wait for the first command. An MTA sends LHLO as soon as it reads the
+/// greeting; a client that says nothing only holds one of the connection slots.
+const FIRST_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a later command. RFC 5321 (4.5.3.2) asks 5 minutes of an SMTP
+/// server, but the LMTP client here is an MTA on the same host that writes each command
+/// at once and closes cached connections after seconds.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const DATA_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The mail transaction in progress.
@@ -56,8 +61,12 @@ pub async fn serve(stream: Box<dyn Io>, intake: &Intake) -> io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let read =
-            tokio::time::timeout(COMMAND_TIMEOUT, read_line(&mut io, &mut line, MAX_COMMAND));
+        let wait = if greeted {
+            COMMAND_TIMEOUT
+        } else {
+            FIRST_COMMAND_TIMEOUT
+        };
+        let read = tokio::time::timeout(wait, read_line(&mut io, &mut line, MAX_COMMAND));
         let Ok(read) = read.await else {
             io.write_all(b"421 4.4.2 timeout waiting for a command\r\n")
                 .await?;

@@ -7,45 +7,109 @@
 //! with Nagle on (Postfix does) waits for our ACK of the first piece before sending the
 //! second, and Linux delays that ACK by up to 40 ms. So the connection also asks for
 //! immediate ACKs (`TCP_QUICKACK`), again after every read, since Linux drops back to
-//! delayed ACKs on its own. The listener also survives connections that die between SYN
-//! and accept, which would otherwise end the whole milter.
+//! delayed ACKs on its own.
+//!
+//! indymilter ends its accept loop, and so the milter, on the first accept error. The
+//! listeners here never return one: a connection that died between SYN and accept is
+//! skipped, and a resource error (out of file descriptors or memory) is logged at most
+//! once a minute and retried after a pause, while the connections already open go on.
+//! Every connection is [`Guarded`].
 
+use super::guard::Guarded;
 use crate::socket::SocketSpec;
 use indymilter::{EitherListener, Listener};
 use std::{
+    future::Future,
     io,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream, UnixListener},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    time::{Instant, Sleep},
 };
 use tracing::warn;
 
-/// A TCP listener whose connections have `TCP_NODELAY` set.
-#[derive(Debug)]
-pub struct NodelayListener(TcpListener);
+/// The pause after an accept error that is not the connection's own.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// The least time between two warnings about accept errors.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
-impl Listener for NodelayListener {
-    type Io = QuickAck;
+/// What keeps an accept loop alive through errors: the pause in progress and when the
+/// last warning was logged.
+#[derive(Debug, Default)]
+struct Patience {
+    pause: Option<Pin<Box<Sleep>>>,
+    warned: Option<Instant>,
+}
 
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<QuickAck>> {
+impl Patience {
+    /// Polls `accept` until it yields a connection, skipping per-connection errors and
+    /// pausing after others; never an error.
+    fn poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut accept: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         loop {
-            match self.0.poll_accept(cx) {
-                Poll::Ready(Ok((stream, peer))) => {
-                    if let Err(error) = stream.set_nodelay(true) {
-                        warn!(%peer, %error, "cannot set TCP_NODELAY");
-                    }
-                    let stream = QuickAck(stream);
-                    stream.quickack();
-                    return Poll::Ready(Ok(stream));
+            if let Some(pause) = &mut self.pause {
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
+                self.pause = None;
+            }
+            match accept(cx) {
+                Poll::Ready(Ok(conn)) => return Poll::Ready(Ok(conn)),
                 Poll::Ready(Err(e)) if is_per_connection(&e) => continue,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(error)) => {
+                    if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        warn!(%error, "cannot accept a milter connection; going on (this warning is repeated at most once a minute)");
+                        self.warned = Some(Instant::now());
+                    }
+                    self.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// A TCP listener whose connections have `TCP_NODELAY` set.
+#[derive(Debug)]
+pub struct NodelayListener(TcpListener, Patience);
+
+impl Listener for NodelayListener {
+    type Io = Guarded<QuickAck>;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        let listener = &self.0;
+        self.1
+            .poll(cx, |cx| listener.poll_accept(cx))
+            .map_ok(|(stream, peer)| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    warn!(%peer, %error, "cannot set TCP_NODELAY");
+                }
+                let stream = QuickAck(stream);
+                stream.quickack();
+                Guarded::new(stream)
+            })
+    }
+}
+
+/// A Unix-domain listener with the same patience and guard.
+#[derive(Debug)]
+pub struct PatientUnixListener(UnixListener, Patience);
+
+impl Listener for PatientUnixListener {
+    type Io = Guarded<UnixStream>;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        let listener = &self.0;
+        self.1
+            .poll(cx, |cx| listener.poll_accept(cx))
+            .map_ok(|(stream, _)| Guarded::new(stream))
     }
 }
 
@@ -115,15 +179,19 @@ fn is_per_connection(e: &io::Error) -> bool {
 }
 
 /// The milter's listener, TCP or Unix-domain.
-pub type MilterListener = EitherListener<NodelayListener, UnixListener>;
+pub type MilterListener = EitherListener<NodelayListener, PatientUnixListener>;
 
 /// Binds `spec`. A stale Unix socket left by an earlier run is removed first.
 pub async fn bind(spec: &SocketSpec) -> io::Result<MilterListener> {
     match spec {
         SocketSpec::Inet(addr) => Ok(EitherListener::Tcp(NodelayListener(
             TcpListener::bind(addr).await?,
+            Patience::default(),
         ))),
-        SocketSpec::Unix(path) => Ok(EitherListener::Unix(crate::socket::bind_unix(path)?)),
+        SocketSpec::Unix(path) => Ok(EitherListener::Unix(PatientUnixListener(
+            crate::socket::bind_unix(path)?,
+            Patience::default(),
+        ))),
     }
 }
 

@@ -5,6 +5,7 @@
 //! consent domain and the store. Nothing outside this module knows the milter protocol.
 
 pub mod callbacks;
+pub mod guard;
 pub mod listener;
 pub mod session;
 
@@ -52,6 +53,12 @@ impl Milter {
     }
 }
 
+/// How long a negotiated connection may wait for the MTA's next message. The milter's
+/// connection lasts as long as the SMTP session, and an SMTP client may idle between
+/// commands for Postfix's `smtpd_timeout` (300 s by default; Sendmail's command timeouts
+/// are alike), so a little more than that. indymilter's default is two hours.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
+
 /// Serves milter connections on `listener` until `shutdown` resolves, then waits for the
 /// open sessions to end.
 pub async fn run(
@@ -61,6 +68,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let config = indymilter::Config {
         max_connections: milter.config.milter.max_connections,
+        connection_timeout: IDLE_TIMEOUT,
         ..Default::default()
     };
     indymilter::run(listener, callbacks::build(milter), config, shutdown).await

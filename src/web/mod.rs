@@ -14,6 +14,7 @@ mod client;
 mod handlers;
 pub mod pages;
 mod refusals;
+pub mod server;
 
 use crate::{config::WebConfig, store::ConsentStore, unsubscribe::Unsubscribe};
 use axum::{
@@ -22,8 +23,7 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode, header},
     routing::{get, post},
 };
-use axum_server::tls_rustls::RustlsConfig;
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
 pub use client::RateLimiter;
@@ -100,41 +100,42 @@ pub fn app(state: Arc<WebState>) -> Router {
 
 /// Loads the TLS certificate and key when configured, so that a bad file stops the daemon
 /// at start rather than at the first request.
-pub async fn tls(config: &WebConfig) -> io::Result<Option<RustlsConfig>> {
-    match &config.tls {
-        None => Ok(None),
-        Some((cert, key)) => RustlsConfig::from_pem_file(cert, key).await.map(Some),
-    }
+pub fn tls(config: &WebConfig) -> io::Result<Option<tokio_rustls::TlsAcceptor>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let Some((cert, key)) = &config.tls else {
+        return Ok(None);
+    };
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} {}: {e}", path.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("certificate", cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate and key", cert, &e))?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
 }
 
-/// Serves `app` on `listener` (with `tls` when given) until `shutdown` resolves; open
-/// requests then get a few seconds to finish.
+/// Serves the web front on `listener` (with `tls` when given) until `shutdown` resolves;
+/// open requests then get [`server::DRAIN`] to finish.
 pub async fn serve(
     listener: std::net::TcpListener,
-    tls: Option<RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<WebState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let on_shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        on_shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
-    });
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(service)
-                .await
-        }
-        Some(tls) => {
-            axum_server::from_tcp_rustls(listener, tls)?
-                .handle(handle)
-                .serve(service)
-                .await
-        }
-    }
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let max_connections = state.config.max_connections;
+    server::serve(listener, tls, app(state), max_connections, shutdown).await
 }

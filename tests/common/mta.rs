@@ -76,10 +76,16 @@ impl Daemon {
     /// Writes `config_text` (with `@PORT@` replaced by a free port) to `dir` and starts
     /// `optout-milter serve`, waiting until it accepts connections.
     pub fn start(dir: &Path, config_text: &str) -> Daemon {
+        Self::start_limited(dir, config_text, None)
+    }
+
+    /// Like [`start`](Self::start), with the daemon's file descriptor limit lowered to
+    /// `nofile` (through `prlimit`) when given.
+    pub fn start_limited(dir: &Path, config_text: &str, nofile: Option<u32>) -> Daemon {
         let port = free_port();
         let config = dir.join("optout-milter.toml");
         std::fs::write(&config, config_text.replace("@PORT@", &port.to_string())).expect("config");
-        let child = spawn(&config, dir);
+        let child = spawn(&config, dir, nofile);
         let daemon = Daemon {
             config,
             port,
@@ -120,13 +126,23 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let dir = self.config.parent().expect("config dir").to_owned();
-        self.child = spawn(&self.config, &dir);
+        self.child = spawn(&self.config, &dir, None);
         let port = self.port;
         wait_for(
             "the milter to listen again",
             Duration::from_secs(20),
             || TcpStream::connect(("127.0.0.1", port)).ok(),
         );
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The daemon's exit status if it has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("daemon status")
     }
 
     /// Waits for the daemon to exit by itself, and returns its exit status.
@@ -145,13 +161,22 @@ impl Daemon {
     }
 }
 
-fn spawn(config: &Path, dir: &Path) -> Child {
+fn spawn(config: &Path, dir: &Path, nofile: Option<u32>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("milter.log"))
         .expect("log");
-    Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+    let binary = env!("CARGO_BIN_EXE_optout-milter");
+    let mut command = match nofile {
+        None => Command::new(binary),
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+            c
+        }
+    };
+    command
         .arg("--config")
         .arg(config)
         .args(["serve", "--init"])
