@@ -39,3 +39,16 @@ pub mod store;
 pub mod token;
 pub mod unsubscribe;
 pub mod web;
+
+/// `error` and each of its causes, joined by ": ", for a log line: "the store failed" alone
+/// tells an operator nothing.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

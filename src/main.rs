@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use optout_milter::cli::{self, Cli};
-use std::{error::Error, io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, process::ExitCode};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -32,13 +32,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let mut message = format!("optout-milter: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("optout-milter: {}", optout_milter::error_chain(&error));
             ExitCode::from(error.exit_code())
         }
     }

@@ -84,11 +84,6 @@ fn only_init_creates_a_store() {
         &["consent", "set", "jane@example.org", "--value", "n"],
     );
     assert!(set.ok, "{}", set.stderr);
-    for suffix in ["-wal", "-shm"] {
-        let side = dir.path().join(format!("consent.db{suffix}"));
-        let mode = fs::metadata(&side).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{suffix}");
-    }
 }
 
 /// Regression (issue 11, item 11): `sqlite::memory:` and `sqlite://` were accepted, and

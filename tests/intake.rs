@@ -357,3 +357,72 @@ async fn the_milter_records_every_token_among_the_recipients() {
     conn.close().await.unwrap();
     milter.stop().await;
 }
+
+/// Regression (issue 11, item 3): with the defaults, a mail to the list-level mailto (no
+/// token) from a sender nobody authenticated was ignored: exit 0, 250 or discarded, and
+/// the person believed they had unsubscribed. Now the sender gets a link that
+/// unsubscribes from the landing page, sent through the relay; when the relay cannot be
+/// reached the mail is deferred; without a relay the configuration is warned about.
+#[tokio::test]
+async fn a_mail_without_token_from_an_unauthenticated_sender_gets_a_link_to_confirm() {
+    let test = "a_mail_without_token_from_an_unauthenticated_sender_gets_a_link_to_confirm";
+    if !common::mta::require(test, &["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let relay_dir = tempfile::tempdir().unwrap();
+    let sink = common::mta::Sink::start(&relay_dir.path().join("sink"));
+    let f = intake_fixture(&format!(
+        "[intake.confirmation]\nrelay = \"127.0.0.1:{}\"\nfrom = \"Example <no-reply@example.com>\"\n",
+        sink.port
+    ))
+    .await;
+    assert!(f.config.warnings().is_empty(), "{:?}", f.config.warnings());
+    let raw = b"From: Reader <reader@example.org>\r\nTo: unsubscribe@example.com\r\n\
+                Subject: unsubscribe weekly-news\r\nMessage-ID: <req-1@example.org>\r\n\r\nStop.\r\n";
+    let envelope = Envelope {
+        sender: Some("reader@example.org".into()),
+        recipients: vec!["unsubscribe@example.com".into()],
+    };
+    let outcome = f.intake.process(&envelope, raw).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::ConfirmationRequested(a) if a.as_str() == "reader@example.org"),
+        "{outcome:?}"
+    );
+    assert_eq!(f.value("reader@example.org", "weekly-news").await, None);
+    let mail = sink.wait_delivered("Please confirm your unsubscribe request");
+    assert_eq!(mail.rcpts, ["reader@example.org"]);
+    let link = mail
+        .text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("https://unsubscribe.example.com/u/"))
+        .expect("a link in the mail");
+    let target = f
+        .unsubscribe
+        .resolve(f.store.as_ref(), link.trim(), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(target.address.as_str(), "reader@example.org");
+    assert_eq!(target.scope.as_str(), "weekly-news");
+    // Again within the hour: no second mail.
+    let again = f.intake.process(&envelope, raw).await.unwrap();
+    assert!(matches!(again, Outcome::Ignored(_)), "{again:?}");
+
+    // The relay is down: the mail is deferred, not dropped.
+    let down = intake_fixture(&format!(
+        "[intake.confirmation]\nrelay = \"127.0.0.1:{}\"\nfrom = \"no-reply@example.com\"\n",
+        common::mta::free_port()
+    ))
+    .await;
+    let error = down.intake.process(&envelope, raw).await.unwrap_err();
+    assert!(error.is_temporary(), "{error}");
+
+    // Neither relay nor trusted authentication: ignored, and check-config warns.
+    let bare = intake_fixture("").await;
+    let warnings = bare.config.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("[intake.confirmation]") && w.contains("list-level")),
+        "{warnings:?}"
+    );
+}

@@ -189,6 +189,16 @@ fn a_store_deleted_under_the_daemon_is_never_acknowledged_into() {
     let (mut daemon, web) = web_daemon(dir.path(), &db);
     let token = mint(&daemon, "jane@example.org");
     assert_eq!(try_http(web, "GET", "/healthz"), Some(200));
+    // Issue 11, item 10: the store and its WAL files hold addresses: owner only.
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(format!("{}{suffix}", db.display())).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "consent.db{suffix}"
+        );
+    }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }

@@ -48,6 +48,9 @@ pub async fn run(
                 );
             }
         }
+        Outcome::ConfirmationRequested(address) => {
+            println!("a link to confirm was sent to {address}")
+        }
         Outcome::Ignored(reason) => println!("ignored: {reason}"),
     }
     Ok(())

@@ -170,7 +170,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Ingest(inner) => match inner.as_ref() {
-                CliError::Intake(crate::intake::IntakeError::Unusable) => EX_DATAERR,
+                CliError::Intake(e) if !e.is_temporary() => EX_DATAERR,
                 CliError::Config(_) | CliError::Usage(_) | CliError::Key(_) => EX_CONFIG,
                 _ => EX_TEMPFAIL,
             },
@@ -211,7 +211,12 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
             drop(store::open_or_create(&config.store_url).await?);
             println!("store ready: {}", store::redact(&config.store_url));
         }
-        Command::CheckConfig => println!("{}: OK", config.path.display()),
+        Command::CheckConfig => {
+            for warning in config.warnings() {
+                eprintln!("warning: {}: {warning}", config.path.display());
+            }
+            println!("{}: OK", config.path.display());
+        }
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,
         Command::Ingest { sender, recipients } => ingest::run(&config, sender, recipients).await?,

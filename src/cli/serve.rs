@@ -46,6 +46,9 @@ pub enum ServeError {
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
+    for warning in config.warnings() {
+        tracing::warn!(config = %config.path.display(), "{warning}");
+    }
     let store_url = config.store_url.clone();
     let opened = match init {
         true => store::open_or_create(&config.store_url).await?,

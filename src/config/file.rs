@@ -274,6 +274,23 @@ pub struct ConfirmationSection {
     pub subject: String,
     #[serde(default = "confirmation_text")]
     pub text: String,
+    /// The subject of the mail that asks an unverified sender to confirm by link.
+    #[serde(default = "request_subject")]
+    pub request_subject: String,
+    /// Its text; the link follows it on a line of its own.
+    #[serde(default = "request_text")]
+    pub request_text: String,
+}
+
+fn request_subject() -> String {
+    "Please confirm your unsubscribe request".into()
+}
+
+fn request_text() -> String {
+    "We received a request by mail to stop sending marketing mail to this address. It did \
+     not come through a link of ours, so we ask first: to unsubscribe, open the link below \
+     and press the button. If you did not ask, ignore this mail; nothing changes.\n"
+        .into()
 }
 
 fn confirmation_subject() -> String {

@@ -150,6 +150,40 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Combinations that are valid but cannot do what a postmaster expects: each one a
+    /// sentence that names the keys. `check-config` prints them and `serve` logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let list_level = self
+            .unsubscribe
+            .as_ref()
+            .is_some_and(|u| u.multiple_recipients == MultipleRecipients::ListLevel);
+        match (&self.unsubscribe, &self.intake) {
+            (Some(_), None) => warnings.push(
+                "[unsubscribe] mailto: no [intake] section, so mail to the unsubscribe address \
+                 is never read and unsubscribes nobody"
+                    .to_owned(),
+            ),
+            (Some(_), Some(intake))
+                if intake.trusted_authserv_ids.is_empty() && intake.confirmation.is_none() =>
+            {
+                warnings.push(format!(
+                    "[intake]: without trusted_authserv_ids or [intake.confirmation], an \
+                     unsubscribe mail without a token is ignored{}; set \
+                     [intake.confirmation] so its sender gets a link to confirm",
+                    if list_level {
+                        " (that is every mail to the list-level mailto which \
+                         multiple_recipients = \"list-level\" adds)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            _ => {}
+        }
+        warnings
+    }
+
     /// Reads, overrides and validates the config at `path`.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         use std::io::Read;

@@ -217,6 +217,8 @@ pub(super) fn intake(
                     from,
                     subject: c.subject.clone(),
                     text: c.text.clone(),
+                    request_subject: c.request_subject.clone(),
+                    request_text: c.request_text.clone(),
                 })
             })
             .transpose()?;

@@ -1,7 +1,12 @@
-//! The optional confirmation mail, sent with lettre through the configured SMTP relay after
-//! an opt-out by mail was recorded. It goes only to the address that was unsubscribed,
-//! which a valid token or an authenticated sender has proven, never to an unverified
-//! `From`. It is marked `Auto-Submitted: auto-generated` so that it draws no auto-replies.
+//! Mails sent through the configured SMTP relay (`[intake.confirmation]`), with lettre:
+//! - the confirmation after an opt-out by mail was recorded. It goes only to the address
+//!   that was unsubscribed, which a valid token or an authenticated sender has proven;
+//! - the *request*: an unsubscribe mail without a valid token from a sender that cannot be
+//!   authenticated gets a link (a token for that address) that unsubscribes from the
+//!   landing page. Only the mailbox's owner can follow it, so a forged `From` unsubscribes
+//!   nobody, and a real request is never dropped in silence.
+//!
+//! Both are marked `Auto-Submitted: auto-generated` so that they draw no auto-replies.
 
 use crate::consent::Address;
 use lettre::{
@@ -17,6 +22,8 @@ pub struct ConfirmationConfig {
     pub from: lettre::message::Mailbox,
     pub subject: String,
     pub text: String,
+    pub request_subject: String,
+    pub request_text: String,
 }
 
 /// Sends confirmations.
@@ -47,16 +54,27 @@ impl Confirmer {
 
     /// Sends the confirmation to `to`.
     pub async fn send(&self, to: &Address) -> Result<(), ConfirmError> {
+        self.deliver(to, &self.config.subject, self.config.text.clone())
+            .await
+    }
+
+    /// Asks `to` to confirm an unsubscribe request by opening `link`.
+    pub async fn request(&self, to: &Address, link: &str) -> Result<(), ConfirmError> {
+        let text = format!("{}\n{link}\n", self.config.request_text.trim_end());
+        self.deliver(to, &self.config.request_subject, text).await
+    }
+
+    async fn deliver(&self, to: &Address, subject: &str, text: String) -> Result<(), ConfirmError> {
         let message = Message::builder()
             .from(self.config.from.clone())
             .to(to.as_str().parse()?)
-            .subject(&self.config.subject)
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".into(),
             ))
-            .body(self.config.text.clone())?;
+            .body(text)?;
         self.transport.send(message).await?;
         Ok(())
     }

@@ -10,6 +10,11 @@
 //!    `Authentication-Results` (from a trusted authserv-id) shows DKIM or DMARC passing in
 //!    alignment with it. People write from aliases, so an unauthenticated `From` is never
 //!    trusted.
+//! 3. otherwise, with a relay configured (`[intake.confirmation]`), the `From` address is
+//!    sent a link that unsubscribes it from the landing page: a request is never dropped
+//!    in silence, and a forged one unsubscribes nobody. At most one such mail per address
+//!    an hour. Without a relay the mail is ignored with a warning, and `check-config`
+//!    warns about that configuration.
 //!
 //! Never an unsubscribe: bounces and reports, auto-replies, and messages larger than
 //! `max_bytes`. They are ignored and the reason is logged; nothing is recorded.
@@ -66,6 +71,9 @@ pub enum Outcome {
     /// Every opt-out the mail asked for, recorded in one transaction; one per distinct
     /// token among the envelope recipients, else one.
     Unsubscribed(Vec<Unsubscription>),
+    /// No token and no authenticated sender: the sender was sent a link to confirm
+    /// with; nothing recorded yet.
+    ConfirmationRequested(Address),
     /// Not an unsubscribe request; nothing recorded.
     Ignored(String),
 }
@@ -87,6 +95,18 @@ pub enum IntakeError {
     Unusable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The link that asks the sender to confirm could not be sent; the MTA keeps the
+    /// mail and retries.
+    #[error("cannot send the confirmation link")]
+    Confirm(#[from] confirm::ConfirmError),
+}
+
+impl IntakeError {
+    /// Whether the same mail may succeed later: the MTA should keep it and retry (SMTP
+    /// 451, exit 75). The alternative is a mail that will never be usable (554, exit 65).
+    pub fn is_temporary(&self) -> bool {
+        !matches!(self, IntakeError::Unusable)
+    }
 }
 
 /// The intake: config, store and token codec.
@@ -96,7 +116,15 @@ pub struct Intake {
     unsubscribe: Arc<Unsubscribe>,
     addresses: AddressPolicy,
     confirmer: Option<Confirmer>,
+    /// When a confirmation link last went to each address, so that a flood of forged
+    /// requests cannot make the relay mail anyone more than once an hour.
+    requested: std::sync::Mutex<std::collections::HashMap<Address, std::time::Instant>>,
 }
+
+/// The least time between two confirmation links to one address.
+const REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Past this many remembered addresses, those older than [`REQUEST_EVERY`] are forgotten.
+const REQUESTED_SWEEP: usize = 100_000;
 
 impl Intake {
     pub fn new(
@@ -112,6 +140,7 @@ impl Intake {
             unsubscribe,
             addresses,
             confirmer,
+            requested: std::sync::Mutex::default(),
         }
     }
 
@@ -221,9 +250,9 @@ impl Intake {
             } else {
                 "no valid token"
             };
-            return Ok(ignored(format!(
-                "{why}, and the From address is not authenticated"
-            )));
+            return self
+                .request_confirmation(address, list_in_subject(subject), why)
+                .await;
         }
         let change = Change {
             address,
@@ -235,6 +264,49 @@ impl Intake {
             evidence: evidence("authenticated From", None),
         };
         self.record(vec![(change, "authenticated From")]).await
+    }
+
+    /// Asks `address` to confirm by link, if a relay is configured.
+    async fn request_confirmation(
+        &self,
+        address: Address,
+        scope: Scope,
+        why: &str,
+    ) -> Result<Outcome, IntakeError> {
+        let Some(confirmer) = &self.confirmer else {
+            warn!(from = %address, "an unsubscribe mail with {why} from an unauthenticated sender was ignored; set [intake.confirmation] so such senders get a link to confirm");
+            return Ok(ignored(format!(
+                "{why}, and the From address is not authenticated"
+            )));
+        };
+        let now = std::time::Instant::now();
+        {
+            let mut requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            if requested.len() >= REQUESTED_SWEEP {
+                requested.retain(|_, at| now.duration_since(*at) < REQUEST_EVERY);
+            }
+            if requested
+                .get(&address)
+                .is_some_and(|at| now.duration_since(*at) < REQUEST_EVERY)
+            {
+                return Ok(ignored(format!(
+                    "{why}; a confirmation link went to this sender within the hour"
+                )));
+            }
+        }
+        let subject = self.store.subject_id(&address, &scope).await?;
+        let token = match self.unsubscribe.codec.mint(subject, SystemTime::now()) {
+            Ok(token) => token,
+            Err(e) => return Ok(ignored(format!("{why}, and no token can be minted: {e}"))),
+        };
+        let link = self.unsubscribe.config.links.https_uri(&token);
+        confirmer.request(&address, &link).await?;
+        self.requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(address.clone(), now);
+        info!(from = %address, %scope, "unsubscribe mail without a token: a link to confirm was sent");
+        Ok(Outcome::ConfirmationRequested(address))
     }
 
     /// The targets of the first `most` distinct valid tokens among `candidates`, each with

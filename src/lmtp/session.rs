@@ -4,7 +4,7 @@
 //! Replies are buffered and sent when the client has nothing more in flight, so a client
 //! that pipelines MAIL, RCPT and DATA gets their replies in one write.
 
-use crate::intake::{Envelope, Intake, IntakeError, Outcome};
+use crate::intake::{Envelope, Intake, Outcome};
 use std::{io, time::Duration};
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
@@ -168,17 +168,18 @@ async fn deliver(intake: &Intake, t: &Transaction, message: &[u8]) -> String {
                     .collect();
                 format!("250 2.0.0 <{rcpt}> {}", done.join(", "))
             }
+            Ok(Outcome::ConfirmationRequested(address)) => {
+                format!("250 2.0.0 <{rcpt}> a link to confirm was sent to {address}")
+            }
             Ok(Outcome::Ignored(reason)) => format!(
                 "250 2.0.0 <{rcpt}> not an unsubscribe request: {}",
                 printable(&reason)
             ),
-            Err(IntakeError::Unusable) => {
-                format!("554 5.6.0 <{rcpt}> the message cannot be parsed as mail")
+            Err(error) if error.is_temporary() => {
+                warn!(error = %crate::error_chain(&error), "cannot act on an unsubscribe mail; the MTA will retry");
+                format!("451 4.3.0 <{rcpt}> cannot act on this now; try again later")
             }
-            Err(IntakeError::Store(error)) => {
-                warn!(%error, "cannot record an unsubscribe mail; the MTA will retry");
-                format!("451 4.3.0 <{rcpt}> the consent store failed; try again later")
-            }
+            Err(_) => format!("554 5.6.0 <{rcpt}> the message cannot be parsed as mail"),
         });
     }
     replies.join("\r\n")

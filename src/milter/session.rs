@@ -447,8 +447,8 @@ async fn take_unsubscribe_mail(
     };
     let only_intake = message.recipients.is_empty();
     match intake.process(&envelope, &raw).await {
-        Err(IntakeError::Store(error)) => {
-            warn!(queue_id, %error, "store failed; unsubscribe mail deferred");
+        Err(error) if error.is_temporary() => {
+            warn!(queue_id, error = %crate::error_chain(&error), "unsubscribe mail deferred");
             return Some(tempfail());
         }
         Err(IntakeError::Unusable) if only_intake => {
@@ -460,7 +460,7 @@ async fn take_unsubscribe_mail(
                 ..tempfail()
             });
         }
-        Err(IntakeError::Unusable) | Ok(_) => {}
+        Err(_) | Ok(_) => {}
     }
     match (intake.config.after, only_intake) {
         (After::Deliver, _) => None,
