@@ -15,11 +15,17 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | format version (1) |
+//! | 1 | format version (2) |
 //! | 1 | key id |
-//! | 5 | subject id, big-endian (up to 2^40) |
+//! | 5 | subject id (up to 2^40), permuted under the key, big-endian |
 //! | 2 | issue day, days since 2024-01-01, big-endian |
 //! | 12 | HMAC-SHA-256 of the 9 bytes above, truncated to 96 bits |
+//!
+//! Subject ids are handed out in sequence, so in clear they would tell how many tokens
+//! were minted and how close two recipients signed up. Version 2 writes the id through a
+//! keyed permutation of the 40-bit space ([`permute`]: four Feistel rounds with SipHash,
+//! keyed from the token key); the length stays the same. Version 1 tokens (the id in
+//! clear) still verify, so links already sent keep working.
 
 pub mod base32;
 pub mod keys;
@@ -30,7 +36,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const VERSION: u8 = 1;
+/// The format minted now; [`VERSION_CLEAR`] is still verified.
+const VERSION: u8 = 2;
+/// The first format, with the subject id in clear.
+const VERSION_CLEAR: u8 = 1;
 const HEADER_LEN: usize = 9;
 const MAC_LEN: usize = 12;
 const TOKEN_BYTES: usize = HEADER_LEN + MAC_LEN;
@@ -81,7 +90,12 @@ pub enum TokenError {
 pub struct TokenCodec {
     keys: Keyring,
     lifetime: Duration,
+    /// The [`permute`] key of each key id, derived once.
+    permutation: Box<[Option<PermutationKey>; 256]>,
 }
+
+/// The 128-bit SipHash key of [`permute`].
+type PermutationKey = [u8; 16];
 
 impl Claims {
     /// When the token was minted (start of its day, UTC).
@@ -97,7 +111,20 @@ impl Claims {
 
 impl TokenCodec {
     pub fn new(keys: Keyring, lifetime: Duration) -> Self {
-        Self { keys, lifetime }
+        let permutation = Box::new(std::array::from_fn(|id| {
+            let id = u8::try_from(id).unwrap_or_else(|_| unreachable!());
+            keys.get(id).map(permutation_key)
+        }));
+        Self {
+            keys,
+            lifetime,
+            permutation,
+        }
+    }
+
+    fn permutation_key(&self, key_id: u8) -> PermutationKey {
+        // Every key id in the keyring has one; others never reach here.
+        self.permutation[usize::from(key_id)].unwrap_or_default()
     }
 
     /// A token for `subject`, dated `now`.
@@ -109,7 +136,8 @@ impl TokenCodec {
         let mut bytes = [0u8; TOKEN_BYTES];
         bytes[0] = VERSION;
         bytes[1] = key_id;
-        bytes[2..7].copy_from_slice(&subject.to_be_bytes()[3..]);
+        let hidden = permute(&self.permutation_key(key_id), subject, Direction::Forward);
+        bytes[2..7].copy_from_slice(&hidden.to_be_bytes()[3..]);
         bytes[7..9].copy_from_slice(&day_of(now).to_be_bytes());
         let tag = mac(secret, &bytes[..HEADER_LEN]).finalize().into_bytes();
         bytes[HEADER_LEN..].copy_from_slice(&tag[..MAC_LEN]);
@@ -125,7 +153,7 @@ impl TokenCodec {
         if bytes.len() != TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
-        if bytes[0] != VERSION {
+        if bytes[0] != VERSION && bytes[0] != VERSION_CLEAR {
             return Err(TokenError::Version(bytes[0]));
         }
         let secret = self
@@ -135,11 +163,16 @@ impl TokenCodec {
         mac(secret, &bytes[..HEADER_LEN])
             .verify_truncated_left(&bytes[HEADER_LEN..])
             .map_err(|_| TokenError::BadSignature)?;
-        let mut subject = [0u8; 8];
-        subject[3..].copy_from_slice(&bytes[2..7]);
+        let mut field = [0u8; 8];
+        field[3..].copy_from_slice(&bytes[2..7]);
+        let field = u64::from_be_bytes(field);
+        let subject = match bytes[0] {
+            VERSION_CLEAR => field,
+            _ => permute(&self.permutation_key(bytes[1]), field, Direction::Backward),
+        };
         let claims = Claims {
             key_id: bytes[1],
-            subject: u64::from_be_bytes(subject),
+            subject,
             issued_day: u16::from_be_bytes([bytes[7], bytes[8]]),
         };
         let age = now.duration_since(claims.issued()).unwrap_or_default();
@@ -147,6 +180,55 @@ impl TokenCodec {
         let expired = age > self.lifetime + Duration::from_secs(DAY);
         Ok(Verified { claims, expired })
     }
+}
+
+/// Which way [`permute`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A permutation of the 40-bit numbers, keyed by `secret`: a balanced Feistel network of
+/// four rounds over two 20-bit halves, each round's function a SipHash-1-3 of the round
+/// number and the half, under a 128-bit key derived from the token key with HMAC
+/// ([`permutation_key`]). Four rounds of a pseudo-random function give a pseudo-random
+/// permutation (Luby-Rackoff); nobody without the key can tell a token's id, or the order
+/// of two ids.
+fn permute(key: &PermutationKey, value: u64, direction: Direction) -> u64 {
+    use std::hash::Hasher;
+    const HALF: u32 = 20;
+    const MASK: u64 = (1 << HALF) - 1;
+    let round = |i: u8, half: u64| {
+        let mut h = siphasher::sip::SipHasher13::new_with_key(key);
+        h.write_u8(i);
+        h.write_u64(half);
+        h.finish() & MASK
+    };
+    let (mut left, mut right) = ((value >> HALF) & MASK, value & MASK);
+    match direction {
+        Direction::Forward => {
+            for i in 0..4 {
+                (left, right) = (right, left ^ round(i, right));
+            }
+        }
+        Direction::Backward => {
+            for i in (0..4).rev() {
+                (left, right) = (right ^ round(i, left), left);
+            }
+        }
+    }
+    (left << HALF) | right
+}
+
+/// The [`permute`] key of a token key: separate from the MAC's use of it.
+fn permutation_key(secret: &[u8]) -> PermutationKey {
+    let derived = mac(secret, b"optout-milter subject permutation")
+        .finalize()
+        .into_bytes();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&derived[..16]);
+    key
 }
 
 fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
@@ -177,6 +259,46 @@ mod tests {
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_790_000_000)
+    }
+
+    #[test]
+    fn subject_ids_are_opaque_and_old_tokens_still_verify() {
+        // Regression (issue 11, item 12): tokens carried the subject id in clear and in
+        // sequence.
+        let c = codec(60);
+        let fields: Vec<u64> = (1..=1000u64)
+            .map(|id| {
+                let token = c.mint(id, now()).unwrap();
+                assert_eq!(c.verify(&token, now()).unwrap().claims.subject, id);
+                let bytes = base32::decode(&token).unwrap();
+                let mut field = [0u8; 8];
+                field[3..].copy_from_slice(&bytes[2..7]);
+                u64::from_be_bytes(field)
+            })
+            .collect();
+        assert!(
+            fields.iter().zip(1..).all(|(f, id)| *f != id),
+            "an id in clear"
+        );
+        let ascending = fields.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!((350..650).contains(&ascending), "{ascending} of 999 ascend");
+        for value in [0, 1, MAX_SUBJECT, 0x12_3456_789a] {
+            let key = permutation_key(&[9; 32]);
+            let there = permute(&key, value, Direction::Forward);
+            assert!(there <= MAX_SUBJECT);
+            assert_eq!(permute(&key, there, Direction::Backward), value);
+        }
+        // A version 1 token, made as before: the id in clear.
+        let (key_id, secret) = c.keys.signing();
+        let mut bytes = [0u8; TOKEN_BYTES];
+        bytes[0] = VERSION_CLEAR;
+        bytes[1] = key_id;
+        bytes[2..7].copy_from_slice(&77u64.to_be_bytes()[3..]);
+        bytes[7..9].copy_from_slice(&day_of(now()).to_be_bytes());
+        let tag = mac(secret, &bytes[..HEADER_LEN]).finalize().into_bytes();
+        bytes[HEADER_LEN..].copy_from_slice(&tag[..MAC_LEN]);
+        let old = base32::encode(&bytes);
+        assert_eq!(c.verify(&old, now()).unwrap().claims.subject, 77);
     }
 
     #[test]
