@@ -102,15 +102,7 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
         } => import(config, store, &file, value, scope, evidence).await?,
         ConsentCommand::Export => {
             let mut csv = csv::Writer::from_writer(out);
-            csv.write_record([
-                "address",
-                "channel",
-                "scope",
-                "value",
-                "source",
-                "updated_at",
-                "evidence",
-            ])?;
+            csv.write_record(import::EXPORT_COLUMNS)?;
             for_each_record(store, |r| {
                 csv.write_record([
                     r.address.as_str(),
@@ -134,64 +126,121 @@ async fn import(
     config: &Config,
     store: &dyn ConsentStore,
     path: &std::path::Path,
-    value: ConsentValue,
-    scope: Scope,
+    value: Option<ConsentValue>,
+    scope: Option<Scope>,
     evidence: String,
 ) -> Result<(), CliError> {
     let import_error = |source| CliError::Import {
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(|e| import_error(e.into()))?;
-    let rows = import::read_rows(file).map_err(import_error)?;
+    let stdin = path.as_os_str() == "-";
+    let purpose = match value.unwrap_or(ConsentValue::No) {
+        ConsentValue::No | ConsentValue::DefaultNo => import::Purpose::OptOuts,
+        _ => import::Purpose::Other,
+    };
+    let table = match stdin {
+        true => import::read(io::stdin().lock(), purpose),
+        false => File::open(path)
+            .map_err(import::ImportError::from)
+            .and_then(|file| import::read(file, purpose)),
+    }
+    .map_err(import_error)?;
+    if table.exported && (value.is_some() || scope.is_some()) {
+        return Err(CliError::Usage(format!(
+            "{}: a file of `consent export` carries each row's value and scope; drop --value and --scope",
+            path.display()
+        )));
+    }
+    for note in &table.notes {
+        eprintln!("{}: {note}", path.display());
+    }
+    let (value, scope) = (
+        value.unwrap_or(ConsentValue::No),
+        scope.unwrap_or(Scope::All),
+    );
     let evidence = match evidence.is_empty() {
         true => format!("imported from {}", path.display()),
         false => evidence,
     };
     let now = SystemTime::now();
-    let (mut changed, mut unchanged, mut bad) = (0usize, 0usize, 0usize);
+    let mut tally = Tally::default();
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let total = rows.len();
-    for (line, row) in rows {
-        let address = row.and_then(|a| config.addresses.normalize(&a).map_err(|e| e.to_string()));
-        match address {
-            Ok(address) => batch.push(Change {
-                address,
+    let total = table.rows.len();
+    for (line, row) in table.rows {
+        let change = row.and_then(|item| match item {
+            import::Item::Address(text) => Ok(Some(Change {
+                address: config
+                    .addresses
+                    .normalize(&text)
+                    .map_err(|e| e.to_string())?,
                 channel: Channel::Email,
                 scope: scope.clone(),
                 value,
                 source: Source::Import,
                 at: now,
                 evidence: evidence.clone(),
-            }),
+            })),
+            import::Item::Record(r) => Ok(Some(Change {
+                address: config
+                    .addresses
+                    .normalize(&r.address)
+                    .map_err(|e| e.to_string())?,
+                channel: r.channel,
+                scope: r.scope,
+                value: r.value,
+                source: r.source,
+                at: r.at,
+                evidence: r.evidence,
+            })),
+            import::Item::Skipped(_) => Ok(None),
+        });
+        match change {
+            Ok(Some(change)) => batch.push(change),
+            Ok(None) => tally.skipped += 1,
             Err(error) => {
-                bad += 1;
+                tally.bad += 1;
                 eprintln!("{}:{line}: {error}", path.display());
             }
         }
         if batch.len() == IMPORT_BATCH {
-            count(store.record(&batch).await?, &mut changed, &mut unchanged);
+            tally.count(store.record(&batch).await?);
             batch.clear();
         }
     }
     if !batch.is_empty() {
-        count(store.record(&batch).await?, &mut changed, &mut unchanged);
+        tally.count(store.record(&batch).await?);
     }
     println!(
-        "{}: {changed} changed, {unchanged} unchanged, {bad} bad",
-        path.display()
+        "{}: {} changed, {} unchanged, {} skipped by status, {} bad",
+        path.display(),
+        tally.changed,
+        tally.unchanged,
+        tally.skipped,
+        tally.bad
     );
-    match bad {
+    match tally.bad {
         0 => Ok(()),
         bad => Err(CliError::BadRows { bad, total }),
     }
 }
 
-fn count(outcomes: Vec<Recorded>, changed: &mut usize, unchanged: &mut usize) {
-    for o in outcomes {
-        match o {
-            Recorded::Changed => *changed += 1,
-            Recorded::Unchanged => *unchanged += 1,
+/// What an import did, row by row.
+#[derive(Default)]
+struct Tally {
+    changed: usize,
+    unchanged: usize,
+    skipped: usize,
+    bad: usize,
+}
+
+impl Tally {
+    fn count(&mut self, outcomes: Vec<Recorded>) {
+        for o in outcomes {
+            match o {
+                Recorded::Changed => self.changed += 1,
+                Recorded::Unchanged => self.unchanged += 1,
+            }
         }
     }
 }

@@ -107,14 +107,18 @@ pub enum ConsentCommand {
     List,
     /// Show the audit trail of an address.
     History { address: String },
-    /// Import addresses from a file (one per line, or an ESP's CSV export).
+    /// Import addresses from a file (one per line, an ESP's CSV export, or the output of
+    /// `consent export`, which comes back whole); `-` reads standard input.
     Import {
         file: PathBuf,
-        /// The value given to every imported address.
-        #[arg(long, default_value = "n")]
-        value: ConsentValue,
-        #[arg(long, default_value = "*")]
-        scope: Scope,
+        /// The value given to every imported address (default n). Not for a file of
+        /// `consent export`, whose rows carry their own.
+        #[arg(long)]
+        value: Option<ConsentValue>,
+        /// A list id, or * for all marketing (the default). Not for a file of `consent
+        /// export`.
+        #[arg(long)]
+        scope: Option<Scope>,
         #[arg(long, default_value = "")]
         evidence: String,
     },
