@@ -85,11 +85,11 @@ async fn run(connections: u32) {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("port").port();
-    let state = Arc::new(WebState::new(
+    let state = Arc::new(web::WebFront::new(WebState::new(
         config.web.clone().expect("web"),
         store.clone(),
         unsubscribe,
-    ));
+    )));
     let server = tokio::spawn(web::serve(listener, None, state, std::future::pending()));
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wrk/oneclick.lua");

@@ -165,7 +165,9 @@ fn null_milter() -> u16 {
             .expect("runtime");
         runtime.block_on(async move {
             let spec = "inet:127.0.0.1:0".parse().expect("socket");
-            let listener = optout_milter::milter::bind(&spec).await.expect("bind");
+            let (listener, _) = optout_milter::milter::bind(&spec, Default::default())
+                .await
+                .expect("bind");
             let addr = optout_milter::milter::listener::local_addr(&listener).expect("addr");
             tx.send(addr.port()).expect("port");
             let callbacks = indymilter::Callbacks::<()>::new()

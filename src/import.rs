@@ -269,10 +269,8 @@ fn plain_list(text: &str, first_line: u64, skip_first: bool) -> Table {
         .enumerate()
         .map(|(i, line)| (i as u64 + 1, line.trim()))
         .filter(|(n, t)| {
-            *n >= first_line
-                && !(skip_first && *n == first_line)
-                && !t.is_empty()
-                && !t.starts_with('#')
+            let header = skip_first && *n == first_line;
+            *n >= first_line && !header && !t.is_empty() && !t.starts_with('#')
         })
         .map(|(n, t)| (n, Ok(Item::Address(t.to_owned()))))
         .collect();
@@ -300,7 +298,7 @@ fn csv_rows(text: &str, first_line: u64, layout: &Layout) -> Vec<Row> {
             .delimiter(layout.delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(text[offset..].as_bytes());
+            .from_reader(&text.as_bytes()[offset..]);
         let mut record = csv::StringRecord::new();
         loop {
             let start = reader.position().clone();

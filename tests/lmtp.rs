@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::intake::{IntakeFixture, intake_fixture};
 use optout_milter::{consent::ConsentValue, lmtp};
 use std::time::SystemTime;
@@ -31,11 +33,13 @@ async fn server() -> Server {
         .as_ref()
         .and_then(|i| i.lmtp.clone())
         .unwrap();
-    let listener = lmtp::Listener::bind(&socket).await.unwrap();
+    let listener = lmtp::Listener::bind(&socket, Default::default())
+        .await
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(lmtp::run(
         listener,
-        f.intake.clone(),
+        Arc::new(lmtp::SharedIntake::new(f.intake.clone())),
         std::future::pending(),
     ));
     Server { port, f }

@@ -14,7 +14,7 @@ use optout_milter::{
     consent::{AddressPolicy, ConsentValue, Scope, Source},
     store::{self, ConsentStore},
     unsubscribe::Unsubscribe,
-    web::{WebState, app},
+    web::{WebFront, WebState, app},
 };
 use std::{
     net::SocketAddr,
@@ -70,7 +70,7 @@ async fn fixture(web_keys: &str) -> Fixture {
     );
     let peer: SocketAddr = "192.0.2.44:50000".parse().unwrap();
     Fixture {
-        app: app(Arc::new(state)).layer(MockConnectInfo(peer)),
+        app: app(Arc::new(WebFront::new(state))).layer(MockConnectInfo(peer)),
         store,
         unsubscribe,
         db_url,

@@ -210,7 +210,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
     };
     let config = Config::load(&cli.config, &overrides)?;
     match cli.command {
-        Command::Serve { init, .. } => serve::run(config, init).await?,
+        Command::Serve { init, .. } => serve::run(config, overrides, init).await?,
         Command::Init => {
             drop(store::open_or_create(&config.store_url).await?);
             println!("store ready: {}", store::redact(&config.store_url));

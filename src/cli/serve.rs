@@ -1,26 +1,29 @@
 //! `optout-milter serve`: open the store, bind the milter socket (and the web front and the
 //! LMTP intake when configured), serve until SIGTERM or SIGINT, then let open work finish.
-//! If any server fails, all stop and the error is reported.
+//! If any server fails, all stop and the error is reported. SIGHUP reloads the config
+//! ([`reload`] says what may change); a config that does not load leaves the running one.
 
 use crate::{
-    config::Config,
+    config::{Config, ConfigError, Overrides, reload},
     intake::Intake,
     lmtp,
-    milter::{self, Milter},
+    milter::{self, Milter, SharedMilter},
     store::{self, StoreError},
     unsubscribe::Unsubscribe,
-    web::{self, WebState},
+    web::{self, WebFront, WebState},
 };
 use std::{future::Future, io, pin::Pin, sync::Arc};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,
 };
-use tracing::info;
+use tracing::{error, info, warn};
 
 /// Why the daemon could not start or stopped on an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {socket}")]
@@ -45,7 +48,17 @@ pub enum ServeError {
 
 type Server = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
-pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
+/// What a reload swaps: the shared settings of each running server.
+struct Running {
+    config: Arc<Config>,
+    overrides: Overrides,
+    store: Arc<dyn store::ConsentStore>,
+    milter: Arc<SharedMilter>,
+    web: Option<Arc<WebFront>>,
+    lmtp: Option<Arc<lmtp::SharedIntake>>,
+}
+
+pub async fn run(config: Config, overrides: Overrides, init: bool) -> Result<(), ServeError> {
     for warning in config.warnings() {
         tracing::warn!(config = %config.path.display(), "{warning}");
     }
@@ -55,17 +68,25 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
         false => store::open(&config.store_url).await?,
     };
     let store: Arc<dyn store::ConsentStore> = store::index::IndexedStore::wrap(opened).await?;
-    let unsubscribe = config
-        .unsubscribe
-        .clone()
-        .map(Unsubscribe::load)
-        .transpose()?
-        .map(Arc::new);
+    let config = Arc::new(config);
+    let unsubscribe = load_unsubscribe(&config)?;
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut servers: Vec<Server> = Vec::new();
+    let mut running = Running {
+        config: config.clone(),
+        overrides,
+        store: store.clone(),
+        milter: Arc::new(SharedMilter::from_pointee(Milter::new(
+            config.clone(),
+            store.clone(),
+            unsubscribe.clone(),
+        ))),
+        web: None,
+        lmtp: None,
+    };
 
     if let (Some(web), Some(unsubscribe)) = (&config.web, &unsubscribe) {
         let tls = web::tls(web).map_err(ServeError::Tls)?;
@@ -74,13 +95,14 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
                 socket: web.listen.to_string(),
                 source,
             })?;
-        let state = Arc::new(WebState::new(
+        let front = Arc::new(WebFront::new(WebState::new(
             web.clone(),
             store.clone(),
             unsubscribe.clone(),
-        ));
+        )));
+        running.web = Some(front.clone());
         info!(listen = %web.listen, tls = tls.is_some(), "web front listening");
-        let server = web::serve(listener, tls, state, until_stopped(stopped.clone()));
+        let server = web::serve(listener, tls, front, until_stopped(stopped.clone()));
         servers.push(Box::pin(
             async move { server.await.map_err(ServeError::Web) },
         ));
@@ -89,18 +111,19 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
     if let (Some(intake), Some(unsubscribe)) = (&config.intake, &unsubscribe)
         && let Some(socket) = &intake.lmtp
     {
-        let listener = lmtp::Listener::bind(socket)
+        let listener = lmtp::Listener::bind(socket, intake.lmtp_permissions)
             .await
             .map_err(|source| ServeError::Bind {
                 socket: socket.to_string(),
                 source,
             })?;
-        let intake = Arc::new(Intake::new(
+        let intake = Arc::new(lmtp::SharedIntake::from_pointee(Intake::new(
             intake.clone(),
             store.clone(),
             unsubscribe.clone(),
             config.addresses.clone(),
-        ));
+        )));
+        running.lmtp = Some(intake.clone());
         info!(%socket, "LMTP intake listening");
         let server = lmtp::run(listener, intake, until_stopped(stopped.clone()));
         servers.push(Box::pin(
@@ -109,13 +132,16 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
     }
 
     let socket = config.milter.socket.clone();
-    let milter = Arc::new(Milter::new(Arc::new(config), store.clone(), unsubscribe));
-    let ended = milter::spawn(socket.clone(), milter, until_stopped(stopped.clone()))
-        .await
-        .map_err(|source| ServeError::Bind {
-            socket: socket.to_string(),
-            source,
-        })?;
+    let ended = milter::spawn(
+        socket.clone(),
+        running.milter.clone(),
+        until_stopped(stopped.clone()),
+    )
+    .await
+    .map_err(|source| ServeError::Bind {
+        socket: socket.to_string(),
+        source,
+    })?;
     info!(%socket, store = %store::redact(&store_url), "milter listening");
     servers.push(Box::pin(async move {
         ended
@@ -131,20 +157,86 @@ pub async fn run(config: Config, init: bool) -> Result<(), ServeError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-    let signals = async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
-        }
-    };
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     let all = run_all(servers);
     tokio::pin!(all);
-    tokio::select! {
-        () = signals => {
-            let _ = stop.send(true);
-            all.await
+    loop {
+        tokio::select! {
+            _ = hup.recv() => running.reload(),
+            _ = term.recv() => {
+                info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: shutting down");
+                break;
+            }
+            result = &mut all => return result,
         }
-        result = &mut all => result,
+    }
+    let _ = stop.send(true);
+    let result = all.await;
+    info!("stopped");
+    result
+}
+
+/// The token keys of `config`, loaded (and the first created, if the config says so).
+fn load_unsubscribe(config: &Config) -> Result<Option<Arc<Unsubscribe>>, ServeError> {
+    Ok(config
+        .unsubscribe
+        .clone()
+        .map(Unsubscribe::load)
+        .transpose()?
+        .map(Arc::new))
+}
+
+impl Running {
+    /// SIGHUP: reads the config file again; when it is valid (keys included), swaps it in
+    /// for the next connection and request, else logs why and keeps the running one.
+    fn reload(&mut self) {
+        let path = self.config.path.clone();
+        info!(config = %path.display(), "SIGHUP: reloading the configuration");
+        let loaded = Config::load(&path, &self.overrides)
+            .map_err(ServeError::from)
+            .and_then(|new| {
+                let (new, changes) = reload::reconcile(&self.config, new);
+                Ok((load_unsubscribe(&new)?, new, changes))
+            });
+        let (unsubscribe, new, changes) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                error!(error = %crate::error_chain(&error), "reload failed; the running configuration stays");
+                return;
+            }
+        };
+        let new = Arc::new(new);
+        self.milter.store(Arc::new(Milter::new(
+            new.clone(),
+            self.store.clone(),
+            unsubscribe.clone(),
+        )));
+        if let (Some(front), Some(web), Some(u)) = (&self.web, &new.web, &unsubscribe) {
+            front.reload(web.clone(), u.clone());
+        }
+        if let (Some(lmtp), Some(intake), Some(u)) = (&self.lmtp, &new.intake, &unsubscribe) {
+            lmtp.store(Arc::new(Intake::new(
+                intake.clone(),
+                self.store.clone(),
+                u.clone(),
+                new.addresses.clone(),
+            )));
+        }
+        for key in &changes.need_restart {
+            warn!(
+                key,
+                "changed, but takes effect only after a restart; the running value stays"
+            );
+        }
+        for warning in new.warnings() {
+            warn!(config = %path.display(), "{warning}");
+        }
+        info!(applied = ?changes.applied, "configuration reloaded");
+        self.config = new;
     }
 }
 

@@ -33,6 +33,11 @@ pub struct MilterSection {
     pub all_opted_out: String,
     /// Most MTA connections served at once.
     pub max_connections: usize,
+    /// The mode of a `unix:` socket, in octal, whatever the umask.
+    pub socket_mode: String,
+    /// The group of a `unix:` socket (a name or a number), e.g. `postfix`; unset keeps the
+    /// process's group.
+    pub socket_group: Option<String>,
 }
 
 impl Default for MilterSection {
@@ -43,8 +48,14 @@ impl Default for MilterSection {
             store_timeout: "2s".into(),
             all_opted_out: "reject".into(),
             max_connections: 512,
+            socket_mode: default_socket_mode(),
+            socket_group: None,
         }
     }
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
 }
 
 fn default_socket() -> String {
@@ -239,6 +250,12 @@ pub struct IntakeSection {
     /// The most LMTP connections open at once; more wait in the kernel's backlog.
     #[serde(default = "lmtp_max_connections")]
     pub max_connections: usize,
+    /// The mode of a `unix:` LMTP socket, in octal, whatever the umask.
+    #[serde(default = "default_socket_mode")]
+    pub lmtp_socket_mode: String,
+    /// The group of a `unix:` LMTP socket (a name or a number).
+    #[serde(default)]
+    pub lmtp_socket_group: Option<String>,
     /// authserv-ids whose `Authentication-Results` are believed.
     #[serde(default)]
     pub trusted_authserv_ids: Vec<String>,

@@ -3,6 +3,7 @@
 //! the file and the key that hold it.
 
 mod file;
+pub mod reload;
 mod sections;
 
 use crate::{
@@ -98,6 +99,8 @@ pub struct MilterConfig {
     pub store_timeout: Duration,
     pub all_opted_out: AllOptedOut,
     pub max_connections: usize,
+    /// The mode and group of a `unix:` socket.
+    pub socket_permissions: crate::socket::UnixPermissions,
 }
 
 /// The largest config file read: far more than any real one.
@@ -258,6 +261,12 @@ impl Config {
         if m.max_connections == 0 {
             return Err(invalid("milter.max_connections", &"must be at least 1"));
         }
+        let socket_permissions = sections::permissions(
+            &m.socket_mode,
+            m.socket_group.as_deref(),
+            "milter.socket",
+            &invalid,
+        )?;
         if !file.store.url.contains(':') {
             return Err(invalid(
                 "store.url",
@@ -335,6 +344,7 @@ impl Config {
                 store_timeout,
                 all_opted_out,
                 max_connections: m.max_connections,
+                socket_permissions,
             },
             store_url: file.store.url,
             consent: ConsentPolicy { default },

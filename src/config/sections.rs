@@ -70,6 +70,21 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
 
 pub(super) type Invalid<'a> = dyn Fn(&str, &dyn fmt::Display) -> ConfigError + 'a;
 
+/// The mode and group of a Unix socket, from keys `{prefix}_mode` and `{prefix}_group`.
+pub(super) fn permissions(
+    mode: &str,
+    group: Option<&str>,
+    prefix: &str,
+    invalid: &Invalid,
+) -> Result<crate::socket::UnixPermissions, ConfigError> {
+    let mode =
+        crate::socket::parse_mode(mode).map_err(|e| invalid(&format!("{prefix}_mode"), &e))?;
+    let group = group
+        .map(|g| crate::socket::group_id(g).map_err(|e| invalid(&format!("{prefix}_group"), &e)))
+        .transpose()?;
+    Ok(crate::socket::UnixPermissions { mode, group })
+}
+
 pub(super) fn unsubscribe(
     u: &file::UnsubscribeSection,
     invalid: &Invalid,
@@ -227,10 +242,17 @@ pub(super) fn intake(
         .as_ref()
         .map(|s| s.parse().map_err(|e| invalid("intake.lmtp", &e)))
         .transpose()?;
+    let lmtp_permissions = permissions(
+        &i.lmtp_socket_mode,
+        i.lmtp_socket_group.as_deref(),
+        "intake.lmtp_socket",
+        invalid,
+    )?;
     Ok(IntakeConfig {
         after,
         milter: i.milter,
         lmtp,
+        lmtp_permissions,
         max_bytes: i.max_bytes,
         max_connections: i.max_connections,
         trusted_authserv_ids: i.trusted_authserv_ids.clone(),

@@ -50,6 +50,8 @@ pub struct IntakeConfig {
     pub milter: bool,
     /// Where `serve` takes unsubscribe mails over LMTP.
     pub lmtp: Option<crate::socket::SocketSpec>,
+    /// The mode and group of a `unix:` LMTP socket.
+    pub lmtp_permissions: crate::socket::UnixPermissions,
     pub max_bytes: usize,
     /// The most LMTP connections open at once.
     pub max_connections: usize,

@@ -13,7 +13,13 @@
 
 mod session;
 
-use crate::{intake::Intake, socket::SocketSpec};
+/// The parser of command lines, public for the fuzz targets.
+pub use session::{Command, parse as parse_command};
+
+use crate::{
+    intake::Intake,
+    socket::{SocketSpec, UnixPermissions, UnixSocket},
+};
 use std::{
     future::Future,
     io,
@@ -26,18 +32,25 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
+/// The intake as it is now: a reload swaps it.
+pub type SharedIntake = arc_swap::ArcSwap<Intake>;
+
 /// A bound LMTP socket.
 pub enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener),
+    /// With the handle that removes the socket file when the server ends.
+    Unix(UnixListener, UnixSocket),
 }
 
 impl Listener {
-    /// Binds `spec`, replacing a stale Unix socket file.
-    pub async fn bind(spec: &SocketSpec) -> io::Result<Self> {
+    /// Binds `spec`, replacing a stale Unix socket file and giving a new one `permissions`.
+    pub async fn bind(spec: &SocketSpec, permissions: UnixPermissions) -> io::Result<Self> {
         match spec {
             SocketSpec::Inet(addr) => Ok(Self::Tcp(TcpListener::bind(addr).await?)),
-            SocketSpec::Unix(path) => Ok(Self::Unix(crate::socket::bind_unix(path)?)),
+            SocketSpec::Unix(path) => {
+                let (listener, socket) = crate::socket::bind_unix_with(path, permissions)?;
+                Ok(Self::Unix(listener, socket))
+            }
         }
     }
 
@@ -45,7 +58,7 @@ impl Listener {
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Self::Tcp(l) => l.local_addr().ok(),
-            Self::Unix(_) => None,
+            Self::Unix(..) => None,
         }
     }
 }
@@ -56,20 +69,26 @@ impl Listener {
 /// retries the mail). An accept error never ends the server.
 pub async fn run(
     listener: Listener,
-    intake: Arc<Intake>,
+    intake: Arc<SharedIntake>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let limit = Arc::new(Semaphore::new(intake.config.max_connections));
+    let limit = Arc::new(Semaphore::new(intake.load().config.max_connections));
     let mut warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => {
+                if let Listener::Unix(_, socket) = &listener {
+                    socket.remove();
+                }
+                return Ok(());
+            }
             accepted = accept(&listener, &limit) => accepted,
         };
         match accepted {
             Ok((stream, permit)) => {
-                let intake = intake.clone();
+                // Each session keeps the settings it began with, across a reload.
+                let intake = intake.load_full();
                 tokio::spawn(async move {
                     if let Err(error) = session::serve(stream, &intake).await {
                         debug!(%error, "LMTP session ended");
@@ -107,7 +126,7 @@ async fn accept(
             stream.set_nodelay(true)?;
             Box::new(stream)
         }
-        Listener::Unix(l) => Box::new(l.accept().await?.0),
+        Listener::Unix(l, _) => Box::new(l.accept().await?.0),
     };
     Ok((stream, permit))
 }

@@ -36,7 +36,7 @@ struct Transaction {
 
 /// A command line, parsed.
 #[derive(Debug, PartialEq, Eq)]
-enum Command {
+pub enum Command {
     Lhlo,
     Helo,
     Mail(String),
@@ -199,7 +199,7 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-fn parse(line: &[u8]) -> Command {
+pub fn parse(line: &[u8]) -> Command {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches(['\r', '\n']);
     let (verb, rest) = text.split_once(' ').unwrap_or((text, ""));

@@ -1,13 +1,17 @@
 //! indymilter callbacks: each one unpacks the protocol values, calls [`Session`], and turns
 //! the outcome into a milter reply. No decision is made here.
 //!
+//! Each connection takes a snapshot of the shared [`Milter`] (config, keys, intake) when it
+//! begins and keeps it to the end: a reload swaps the shared one, and a message never sees
+//! two configurations.
+//!
 //! Negotiation asks for the least the milter needs: the stages it reads (connect, MAIL,
 //! RCPT, headers, end of message; no HELO, DATA, end of headers or body), the actions it
 //! uses (delete recipient, change header, add header) and no reply at the stages that
 //! never refuse anything, which saves the MTA a round trip each.
 
 use super::{
-    Milter,
+    Milter, SharedMilter,
     session::{EomPlan, EomVerdict, RcptVerdict, Session},
 };
 use indymilter::{
@@ -21,8 +25,10 @@ use std::{
 };
 use tracing::{error, warn};
 
-/// Per-connection data: the session and the replies the MTA agreed to do without.
+/// Per-connection data: the settings it began with, the session, and the replies the MTA
+/// agreed to do without.
 pub struct Connection {
+    milter: Arc<Milter>,
     session: Session,
     noreply: ProtoOpts,
     /// The MTA accepts `Skip` for the rest of the body.
@@ -39,30 +45,25 @@ const NOREPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
     .union(ProtoOpts::NOREPLY_MAIL)
     .union(ProtoOpts::NOREPLY_HEADER);
 
-/// Builds the callbacks over the shared state.
-pub fn build(milter: Arc<Milter>) -> Callbacks<Connection> {
-    let takes_mail = milter.intake.is_some();
-    let m5 = milter.clone();
-    let (m1, m2, m3, m4) = (milter.clone(), milter.clone(), milter.clone(), milter);
+/// Builds the callbacks over the shared, reloadable state.
+pub fn build(shared: Arc<SharedMilter>) -> Callbacks<Connection> {
+    // Whether the body is ever read is negotiated per connection, but the callback must be
+    // registered at start: `[intake] milter` needs a restart.
+    let takes_mail = shared.load().intake.is_some();
+    let (s1, s2) = (shared.clone(), shared);
     let callbacks = Callbacks::new()
-        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
-        .on_connect(|cx, _, socket| Box::pin(async move { connect(cx, socket) }))
-        .on_mail(move |cx, args| {
-            let m = m1.clone();
-            Box::pin(async move { mail(cx, &m, args) })
+        .on_negotiate(move |cx, actions, opts| {
+            let milter = s1.load_full();
+            Box::pin(negotiate(cx, milter, actions, opts))
         })
-        .on_rcpt(move |cx, args| {
-            let m = m2.clone();
-            Box::pin(async move { rcpt(cx, &m, args).await })
+        .on_connect(move |cx, _, socket| {
+            let milter = s2.load_full();
+            Box::pin(async move { connect(cx, milter, socket) })
         })
-        .on_header(move |cx, name, value| {
-            let m = m3.clone();
-            Box::pin(async move { header(cx, &m, &name, &value) })
-        })
-        .on_eom(move |cx| {
-            let m = m4.clone();
-            Box::pin(async move { eom(cx, &m).await })
-        })
+        .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
+        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
+        .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
+        .on_eom(|cx| Box::pin(eom(cx)))
         .on_abort(|cx| {
             Box::pin(async move {
                 if let Some(conn) = &mut cx.data {
@@ -73,16 +74,14 @@ pub fn build(milter: Arc<Milter>) -> Callbacks<Connection> {
         });
     // The body is read only for unsubscribe mails; without intake it is never requested.
     match takes_mail {
-        true => callbacks.on_body(move |cx, chunk| {
-            let m = m5.clone();
-            Box::pin(async move { body(cx, &m, &chunk) })
-        }),
+        true => callbacks.on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) })),
         false => callbacks,
     }
 }
 
 async fn negotiate(
     cx: &mut NegotiateContext<Connection>,
+    milter: Arc<Milter>,
     mta_actions: Actions,
     mta_opts: ProtoOpts,
 ) -> Status {
@@ -99,6 +98,7 @@ async fn negotiate(
         (MacroStage::Eom, queue_id),
     ]);
     cx.data = Some(Connection {
+        milter,
         session: Session::default(),
         noreply,
         skip: cx.requested_opts.contains(ProtoOpts::SKIP),
@@ -106,8 +106,9 @@ async fn negotiate(
     Status::Continue
 }
 
-fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
+fn connect(cx: &mut Context<Connection>, milter: Arc<Milter>, socket: SocketInfo) -> Status {
     let conn = cx.data.get_or_insert_with(|| Connection {
+        milter,
         session: Session::default(),
         noreply: ProtoOpts::empty(),
         skip: false,
@@ -121,7 +122,7 @@ fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
     reply_or_continue(conn, ProtoOpts::NOREPLY_CONNECT)
 }
 
-fn mail(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>) -> Status {
+fn mail(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
@@ -129,11 +130,11 @@ fn mail(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>) -> St
         .first()
         .map(|a| a.to_string_lossy())
         .unwrap_or_default();
-    conn.session.mail(milter, &sender);
+    conn.session.mail(&conn.milter, &sender);
     reply_or_continue(conn, ProtoOpts::NOREPLY_MAIL)
 }
 
-async fn rcpt(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>) -> Status {
+async fn rcpt(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
     let queue_id = queue_id(&cx.macros);
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
@@ -142,7 +143,7 @@ async fn rcpt(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>)
         .first()
         .map(|a| a.to_string_lossy())
         .unwrap_or_default();
-    match conn.session.rcpt(milter, &rcpt, &queue_id).await {
+    match conn.session.rcpt(&conn.milter, &rcpt, &queue_id).await {
         RcptVerdict::Continue => Status::Continue,
         RcptVerdict::Refuse { xcode, text } => {
             set_reply(&mut cx.reply, "550", xcode, &text, Status::Reject)
@@ -151,31 +152,34 @@ async fn rcpt(cx: &mut Context<Connection>, milter: &Milter, args: Vec<CString>)
     }
 }
 
-fn header(cx: &mut Context<Connection>, milter: &Milter, name: &CStr, value: &CStr) -> Status {
+fn header(cx: &mut Context<Connection>, name: &CStr, value: &CStr) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    conn.session
-        .header(milter, &name.to_string_lossy(), &value.to_string_lossy());
+    conn.session.header(
+        &conn.milter,
+        &name.to_string_lossy(),
+        &value.to_string_lossy(),
+    );
     reply_or_continue(conn, ProtoOpts::NOREPLY_HEADER)
 }
 
-fn body(cx: &mut Context<Connection>, milter: &Milter, chunk: &[u8]) -> Status {
+fn body(cx: &mut Context<Connection>, chunk: &[u8]) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    match conn.session.body(milter, chunk) || !conn.skip {
+    match conn.session.body(&conn.milter, chunk) || !conn.skip {
         true => Status::Continue,
         false => Status::Skip,
     }
 }
 
-async fn eom(cx: &mut EomContext<Connection>, milter: &Milter) -> Status {
+async fn eom(cx: &mut EomContext<Connection>) -> Status {
     let queue_id = queue_id(&cx.macros);
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    let plan = conn.session.eom(milter, &queue_id).await;
+    let plan = conn.session.eom(&conn.milter, &queue_id).await;
     if let Err(e) = apply(&cx.actions, &plan).await {
         error!(queue_id, error = %e, "cannot change the message");
         return tempfail(&mut cx.reply);

@@ -16,7 +16,7 @@
 //! Every connection is [`Guarded`].
 
 use super::guard::Guarded;
-use crate::socket::SocketSpec;
+use crate::socket::{SocketSpec, UnixPermissions, UnixSocket};
 use indymilter::{EitherListener, Listener};
 use std::{
     future::Future,
@@ -181,17 +181,27 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// The milter's listener, TCP or Unix-domain.
 pub type MilterListener = EitherListener<NodelayListener, PatientUnixListener>;
 
-/// Binds `spec`. A stale Unix socket left by an earlier run is removed first.
-pub async fn bind(spec: &SocketSpec) -> io::Result<MilterListener> {
+/// Binds `spec`; a Unix socket gets `permissions`, and a stale one left by an earlier run
+/// is removed first. With a Unix socket comes the handle that removes it on exit.
+pub async fn bind(
+    spec: &SocketSpec,
+    permissions: UnixPermissions,
+) -> io::Result<(MilterListener, Option<UnixSocket>)> {
     match spec {
-        SocketSpec::Inet(addr) => Ok(EitherListener::Tcp(NodelayListener(
-            TcpListener::bind(addr).await?,
-            Patience::default(),
-        ))),
-        SocketSpec::Unix(path) => Ok(EitherListener::Unix(PatientUnixListener(
-            crate::socket::bind_unix(path)?,
-            Patience::default(),
-        ))),
+        SocketSpec::Inet(addr) => Ok((
+            EitherListener::Tcp(NodelayListener(
+                TcpListener::bind(addr).await?,
+                Patience::default(),
+            )),
+            None,
+        )),
+        SocketSpec::Unix(path) => {
+            let (listener, socket) = crate::socket::bind_unix_with(path, permissions)?;
+            Ok((
+                EitherListener::Unix(PatientUnixListener(listener, Patience::default())),
+                Some(socket),
+            ))
+        }
     }
 }
 

@@ -18,6 +18,10 @@ use tokio::sync::oneshot;
 
 pub use listener::{MilterListener, bind};
 
+/// The milter's settings as they are now: a reload swaps them; each connection keeps the
+/// snapshot it began with.
+pub type SharedMilter = arc_swap::ArcSwap<Milter>;
+
 /// What every milter connection shares: the validated config, the store, and the token
 /// codec when unsubscribe headers are configured.
 pub struct Milter {
@@ -63,11 +67,11 @@ pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330
 /// open sessions to end.
 pub async fn run(
     listener: MilterListener,
-    milter: Arc<Milter>,
+    milter: Arc<SharedMilter>,
     shutdown: impl Future,
 ) -> io::Result<()> {
     let config = indymilter::Config {
-        max_connections: milter.config.milter.max_connections,
+        max_connections: milter.load().config.milter.max_connections,
         connection_timeout: IDLE_TIMEOUT,
         ..Default::default()
     };
@@ -86,7 +90,7 @@ pub async fn run(
 /// second than an MTA on the same machine sends.
 pub async fn spawn(
     socket: SocketSpec,
-    milter: Arc<Milter>,
+    milter: Arc<SharedMilter>,
     shutdown: impl Future + Send + 'static,
 ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
     let (bound_tx, bound) = oneshot::channel();
@@ -105,10 +109,15 @@ pub async fn spawn(
                 }
             };
             runtime.block_on(async move {
-                match bind(&socket).await {
-                    Ok(listener) => {
+                let permissions = milter.load().config.milter.socket_permissions;
+                match bind(&socket, permissions).await {
+                    Ok((listener, unix)) => {
                         let _ = bound_tx.send(Ok(()));
-                        let _ = ended_tx.send(run(listener, milter, shutdown).await);
+                        let ended = run(listener, milter, shutdown).await;
+                        if let Some(unix) = unix {
+                            unix.remove();
+                        }
+                        let _ = ended_tx.send(ended);
                     }
                     Err(error) => {
                         let _ = bound_tx.send(Err(error));

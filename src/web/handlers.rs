@@ -2,7 +2,7 @@
 //! answers; errors never show store details to the client.
 
 use super::{
-    WebState,
+    WebFront, WebState,
     client::client_address,
     pages::{self, Lang, ListName, Problem},
 };
@@ -28,11 +28,12 @@ const MAX_AGENT: usize = 200;
 
 /// `GET /u/{token}`: the question. Changes nothing.
 pub async fn page(
-    State(state): State<Arc<WebState>>,
+    State(front): State<Arc<WebFront>>,
     token: TokenPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    let state = front.current();
     let lang = lang(&headers);
     let Found { target, .. } =
         match start(&state, token, peer, &headers, lang, Charge::Always).await {
@@ -50,12 +51,13 @@ pub async fn page(
 
 /// `POST /u/{token}`: the opt-out, from a mailbox provider (one-click) or the page's button.
 pub async fn unsubscribe(
-    State(state): State<Arc<WebState>>,
+    State(front): State<Arc<WebFront>>,
     token: TokenPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let state = front.current();
     let lang = lang(&headers);
     let Found {
         target,
@@ -65,8 +67,7 @@ pub async fn unsubscribe(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let from_page =
-        is_form(&headers) && form_urlencoded::parse(&body).any(|(k, v)| k == "via" && v == "page");
+    let from_page = from_page(&headers, &body);
     let source = if from_page {
         Source::Web
     } else {
@@ -103,11 +104,12 @@ pub async fn unsubscribe(
 
 /// `POST /u/{token}/undo`: subscribe again, if this token's opt-out is recent enough.
 pub async fn undo(
-    State(state): State<Arc<WebState>>,
+    State(front): State<Arc<WebFront>>,
     token: TokenPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    let state = front.current();
     let lang = lang(&headers);
     let Found { target, client, .. } =
         match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
@@ -156,7 +158,8 @@ pub async fn undo(
 }
 
 /// `GET /healthz`.
-pub async fn healthz(State(state): State<Arc<WebState>>) -> Response {
+pub async fn healthz(State(front): State<Arc<WebFront>>) -> Response {
+    let state = front.current();
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     match ping {
         Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
@@ -259,6 +262,12 @@ fn lang(headers: &HeaderMap) -> Lang {
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     )
+}
+
+/// Whether a POST to `/u/{token}` is the landing page's button (a form with `via=page`)
+/// rather than a mailbox provider's one-click request, whatever body that sends.
+pub fn from_page(headers: &HeaderMap, body: &[u8]) -> bool {
+    is_form(headers) && form_urlencoded::parse(body).any(|(k, v)| k == "via" && v == "page")
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

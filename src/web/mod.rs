@@ -27,19 +27,20 @@ use std::{future::Future, io, sync::Arc, time::Duration};
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
 pub use client::RateLimiter;
+pub use handlers::from_page;
 
 /// The largest request body accepted: a one-click body is 26 bytes.
 const BODY_LIMIT: usize = 16 * 1024;
 /// The longest a request may take, reading included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What every request handler shares.
+/// What every request handler reads: one consistent snapshot of the settings.
 pub struct WebState {
     pub config: WebConfig,
     pub store: Arc<dyn ConsentStore>,
     pub unsubscribe: Arc<Unsubscribe>,
-    pub limiter: RateLimiter,
-    pub(crate) refusals: refusals::Refusals,
+    pub limiter: Arc<RateLimiter>,
+    pub(crate) refusals: Arc<refusals::Refusals>,
 }
 
 impl WebState {
@@ -48,19 +49,51 @@ impl WebState {
         store: Arc<dyn ConsentStore>,
         unsubscribe: Arc<Unsubscribe>,
     ) -> Self {
-        let limiter = RateLimiter::new(config.rate_limit);
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit));
         Self {
             config,
             store,
             unsubscribe,
             limiter,
-            refusals: refusals::Refusals::default(),
+            refusals: Arc::default(),
         }
     }
 }
 
+/// The web front's settings as they are now; a reload swaps them, and each request works
+/// on the snapshot it started with.
+pub struct WebFront(arc_swap::ArcSwap<WebState>);
+
+impl WebFront {
+    pub fn new(state: WebState) -> Self {
+        Self(arc_swap::ArcSwap::from_pointee(state))
+    }
+
+    /// The settings now.
+    pub fn current(&self) -> Arc<WebState> {
+        self.0.load_full()
+    }
+
+    /// Swaps in new settings. The store, the refusal tally and (when the rate is the same)
+    /// the rate limiter's counts carry over.
+    pub fn reload(&self, config: WebConfig, unsubscribe: Arc<Unsubscribe>) {
+        let old = self.current();
+        let limiter = match config.rate_limit == old.config.rate_limit {
+            true => old.limiter.clone(),
+            false => Arc::new(RateLimiter::new(config.rate_limit)),
+        };
+        self.0.store(Arc::new(WebState {
+            config,
+            store: old.store.clone(),
+            unsubscribe,
+            limiter,
+            refusals: old.refusals.clone(),
+        }));
+    }
+}
+
 /// The router, without a socket: tests call it with `oneshot`.
-pub fn app(state: Arc<WebState>) -> Router {
+pub fn app(state: Arc<WebFront>) -> Router {
     let csp = HeaderValue::from_str(&pages::content_security_policy())
         .unwrap_or(HeaderValue::from_static("default-src 'none'"));
     let set =
@@ -131,11 +164,11 @@ pub fn tls(config: &WebConfig) -> io::Result<Option<tokio_rustls::TlsAcceptor>> 
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    state: Arc<WebState>,
+    state: Arc<WebFront>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let max_connections = state.config.max_connections;
+    let max_connections = state.current().config.max_connections;
     server::serve(listener, tls, app(state), max_connections, shutdown).await
 }
