@@ -133,9 +133,14 @@ fn an_unknown_config_key_is_refused_with_its_name_and_file() {
 #[test]
 fn check_config_accepts_the_example_config() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/optout-milter.toml");
-    let run = cli(&example, &["check-config"]);
+    // As after the quick start's first run: the store exists.
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("c.db").display());
+    assert!(cli(&example, &["--store", &store, "init"]).ok);
+    let run = cli(&example, &["--store", &store, "check-config"]);
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stdout.contains("OK"));
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
 }
 
 #[test]
@@ -654,4 +659,69 @@ fn excel_unicode_text_and_bom_files_import() {
         assert!(run.ok, "{}: {}", file.display(), run.stderr);
         assert!(run.stdout.contains("1 changed"), "{}", run.stdout);
     }
+}
+
+/// Issue 12, item 5: check-config said OK to configurations that serve then refused: a
+/// missing key file without generate_missing_key, a key of mode 0644 or of 16 bytes, an
+/// unsupported store URL, TLS files that do not load. Each now fails with the key named,
+/// and nothing is created.
+#[test]
+fn check_config_finds_what_serve_would_refuse() {
+    let (dir, config) = setup();
+    let base = fs::read_to_string(&config).unwrap();
+    let key = dir.path().join("token.key");
+    let unsubscribe = |generate: bool| {
+        format!(
+            "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"u@example.com\"\n\
+             generate_missing_key = {generate}\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}\"\n",
+            key.display()
+        )
+    };
+    let check = |text: String| {
+        fs::write(&config, text).unwrap();
+        cli(&config, &["check-config"])
+    };
+    // Good, with the key to be created by serve: OK, and check-config creates nothing.
+    let ok = check(base.clone() + &unsubscribe(true));
+    assert!(ok.ok, "{}", ok.stderr);
+    assert!(!key.exists());
+    let missing = check(base.clone() + &unsubscribe(false));
+    assert!(!missing.ok);
+    assert!(
+        missing.stderr.contains("unsubscribe.keys") && missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+
+    fs::write(&key, [7u8; 32]).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = check(base.clone() + &unsubscribe(false));
+    assert!(!loose.ok);
+    assert!(loose.stderr.contains("chmod 600"), "{}", loose.stderr);
+    fs::write(&key, [7u8; 16]).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let short = check(base.clone() + &unsubscribe(false));
+    assert!(!short.ok);
+    assert!(short.stderr.contains("16 bytes"), "{}", short.stderr);
+    fs::write(&key, [7u8; 32]).unwrap();
+
+    let postgres = check(base.replace("sqlite:", "postgres://db/") + &unsubscribe(false));
+    assert!(!postgres.ok);
+    assert!(
+        postgres.stderr.contains("store.url") && postgres.stderr.contains("unsupported"),
+        "{}",
+        postgres.stderr
+    );
+
+    let cert = dir.path().join("cert.pem");
+    fs::write(&cert, "not a certificate").unwrap();
+    let tls = check(
+        base + &unsubscribe(false)
+            + &format!(
+                "[web]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+                cert.display()
+            ),
+    );
+    assert!(!tls.ok);
+    assert!(tls.stderr.contains("web.tls_cert"), "{}", tls.stderr);
 }

@@ -3,6 +3,7 @@
 //! Every command takes `--config`; `--store` (and `--socket` for `serve`) override the
 //! file, so one config serves the daemon and an operator's one-off commands alike.
 
+mod check;
 mod consent;
 mod ingest;
 mod serve;
@@ -46,7 +47,8 @@ pub enum Command {
     },
     /// Create the store (if it does not exist) and bring its schema up to date.
     Init,
-    /// Validate the config file and exit.
+    /// Check the config file and everything it names (key files, TLS files, the store)
+    /// as `serve` would, without binding sockets; exit non-zero on a problem.
     CheckConfig,
     /// Read and change recorded consent.
     #[command(subcommand)]
@@ -143,6 +145,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("the config has {0} problem(s), listed above")]
+    Check(usize),
     #[error("{bad} of {total} rows could not be imported (listed above); the others were")]
     BadRows { bad: usize, total: usize },
     #[error(transparent)]
@@ -215,12 +219,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
             drop(store::open_or_create(&config.store_url).await?);
             println!("store ready: {}", store::redact(&config.store_url));
         }
-        Command::CheckConfig => {
-            for warning in config.warnings() {
-                eprintln!("warning: {}: {warning}", config.path.display());
-            }
-            println!("{}: OK", config.path.display());
-        }
+        Command::CheckConfig => check::run(&config)?,
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,
         Command::Ingest { sender, recipients } => ingest::run(&config, sender, recipients).await?,

@@ -130,6 +130,14 @@ pub async fn open_or_create(url: &str) -> Result<Arc<dyn ConsentStore>, StoreErr
     open_with(url, Create::IfMissing).await
 }
 
+/// Checks `url` as opening it would (scheme, a durable file that exists), without opening.
+pub fn check(url: &str) -> Result<(), StoreError> {
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => sqlite::check(url),
+        _ => Err(StoreError::UnsupportedUrl(redact(url))),
+    }
+}
+
 async fn open_with(url: &str, create: Create) -> Result<Arc<dyn ConsentStore>, StoreError> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, create).await?)),

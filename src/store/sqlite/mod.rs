@@ -54,11 +54,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let path = options.get_filename().to_owned();
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if in_memory || path.as_os_str().is_empty() {
-            return Err(StoreError::NotDurable(redact(url)));
-        }
+        let path = durable_path(url, &options)?;
         if create == Create::IfMissing {
             DbFile::create(&path)?;
         }
@@ -86,6 +82,29 @@ impl SqliteStore {
             file,
         })
     }
+}
+
+/// The file `options` (from `url`) name; an error for a store that keeps nothing.
+fn durable_path(
+    url: &str,
+    options: &SqliteConnectOptions,
+) -> Result<std::path::PathBuf, StoreError> {
+    let path = options.get_filename().to_owned();
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if in_memory || path.as_os_str().is_empty() {
+        return Err(StoreError::NotDurable(redact(url)));
+    }
+    Ok(path)
+}
+
+/// Checks `url` as [`SqliteStore::open`] would, without opening it: it names a file,
+/// and the file exists.
+pub fn check(url: &str) -> Result<(), StoreError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+        url: redact(url),
+        source,
+    })?;
+    DbFile::identify(&durable_path(url, &options)?).map(drop)
 }
 
 impl ConsentStore for SqliteStore {

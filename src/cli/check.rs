@@ -1,0 +1,51 @@
+//! `optout-milter check-config`: everything `serve` would check before it binds a socket,
+//! so that a mistake shows up here and not at the next restart. Beyond the file's own
+//! validation: the token key files (present, mode, length; a missing first key is fine
+//! when `generate_missing_key` is on, and is not created here), the TLS certificate and
+//! key, and the store (a supported URL naming a file that exists).
+
+use super::CliError;
+use crate::{config::Config, store, token::Keyring, web};
+
+/// Runs every check; prints each problem with the file and key, and the warnings.
+pub fn run(config: &Config) -> Result<(), CliError> {
+    let file = config.path.display();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(u) = &config.unsubscribe {
+        let will_create =
+            u.generate_missing_key && u.keys.first().is_some_and(|first| !first.file.exists());
+        let present = &u.keys[usize::from(will_create)..];
+        if will_create && let Some(first) = u.keys.first() {
+            println!(
+                "{file}: unsubscribe.keys: {} does not exist yet; serve will create it",
+                first.file.display()
+            );
+        }
+        if !present.is_empty()
+            && let Err(e) = Keyring::load(present)
+        {
+            problems.push(format!("unsubscribe.keys: {}", crate::error_chain(&e)));
+        }
+    }
+    if let Some(w) = &config.web
+        && let Err(e) = web::tls(w)
+    {
+        problems.push(format!("web.tls_cert / web.tls_key: {e}"));
+    }
+    if let Err(e) = store::check(&config.store_url) {
+        problems.push(format!("store.url: {}", crate::error_chain(&e)));
+    }
+    for warning in config.warnings() {
+        eprintln!("warning: {file}: {warning}");
+    }
+    for problem in &problems {
+        eprintln!("{file}: {problem}");
+    }
+    match problems.len() {
+        0 => {
+            println!("{file}: OK");
+            Ok(())
+        }
+        n => Err(CliError::Check(n)),
+    }
+}
