@@ -25,12 +25,13 @@ export RUSTFLAGS="-Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
  -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares \
+ -Cdebug-assertions -Coverflow-checks \
  --cfg fuzzing"
 export CARGO_TARGET_DIR=target/fuzz/build
 # With --target named, RUSTFLAGS reach only the targets' code, not build scripts and
 # proc-macros, which do not link libFuzzer.
 triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo build --locked --release --manifest-path fuzz/Cargo.toml --bins --target "$triple"
+cargo build --locked --release --package optout-milter-fuzz --bins --target "$triple"
 bin=$CARGO_TARGET_DIR/$triple/release
 
 for target in "${targets[@]}"; do
