@@ -165,9 +165,10 @@ fn null_milter() -> u16 {
             .expect("runtime");
         runtime.block_on(async move {
             let spec = "inet:127.0.0.1:0".parse().expect("socket");
-            let (listener, _) = optout_milter::milter::bind(&spec, Default::default())
+            let bound = optout_milter::milter::bind(&spec, Default::default())
                 .await
                 .expect("bind");
+            let listener = bound.listener;
             let addr = optout_milter::milter::listener::local_addr(&listener).expect("addr");
             tx.send(addr.port()).expect("port");
             let callbacks = indymilter::Callbacks::<()>::new()

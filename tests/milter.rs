@@ -333,13 +333,13 @@ async fn serves_unix_domain_sockets() {
     let text = "[[classify.senders]]\nsender = \"news@example.com\"\n";
     let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
     let store = store::open_or_create(&config.store_url).await.unwrap();
-    let (listener, _socket) = milter::bind(&config.milter.socket, Default::default())
+    let bound = milter::bind(&config.milter.socket, Default::default())
         .await
         .unwrap();
     let m = Arc::new(common::milter_for(config, store.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let shared = Arc::new(milter::SharedMilter::new(m));
-    let task = tokio::spawn(milter::run(listener, shared, async {
+    let task = tokio::spawn(milter::run(bound, shared, async {
         let _ = rx.await;
     }));
     let mut conn = TestConnection::configure()

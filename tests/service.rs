@@ -203,3 +203,56 @@ fn postfix_as_user_postfix_uses_the_unix_socket() {
     assert_eq!(delivered.rcpts, ["stays@example.org"]);
     daemon.stop();
 }
+
+/// SIGTERM with a transaction in flight: new connections are no longer taken, the open
+/// message completes with its verdict, and then the daemon exits 0.
+#[test]
+fn sigterm_lets_a_transaction_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &daemon_config(dir.path(), ""));
+    daemon.cli(&[
+        "consent",
+        "set",
+        "gone@example.org",
+        "--value",
+        "n",
+        "--scope",
+        "deals",
+    ]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut conn = TestConnection::open(("127.0.0.1", daemon.port))
+            .await
+            .unwrap();
+        conn.mail(["<app@shop.example.com>"]).await.unwrap();
+        conn.rcpt(["<gone@example.org>"]).await.unwrap();
+        conn.rcpt(["<stays@example.org>"]).await.unwrap();
+        signal(&daemon, "TERM");
+        wait_for("the drain", Duration::from_secs(10), || {
+            daemon
+                .log()
+                .contains("letting transactions in flight finish")
+                .then_some(())
+        });
+        conn.header("X-Optout-List", "deals").await.unwrap();
+        let (actions, status) = conn.eom().await.unwrap();
+        assert_eq!(status, Status::Continue);
+        assert!(
+            actions.has_delete_recipient("<gone@example.org>"),
+            "{actions:?}"
+        );
+        // New connections are not served any more.
+        let late = tokio::time::timeout(
+            Duration::from_secs(2),
+            TestConnection::open(("127.0.0.1", daemon.port)),
+        )
+        .await;
+        assert!(
+            !matches!(late, Ok(Ok(_))),
+            "a new connection was served during shutdown"
+        );
+        let _ = conn.close().await;
+    });
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+}

@@ -8,7 +8,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(config) = Config::parse(std::path::Path::new("fuzz.toml"), text, &Overrides::default()) {
+    if let Ok(config) = Config::parse(
+        std::path::Path::new("fuzz.toml"),
+        text,
+        &Overrides::default(),
+    ) {
         let _ = config.warnings();
     }
 });

@@ -63,12 +63,19 @@ fuzz_target!(|data: &[u8]| {
         sender: Some("reader@example.org".into()),
         recipients: vec!["unsubscribe@example.com".into()],
     };
-    let outcome = world.runtime.block_on(world.intake.process(&envelope, data));
+    let outcome = world
+        .runtime
+        .block_on(world.intake.process(&envelope, data));
     if let Ok(Outcome::Unsubscribed(done)) = outcome {
         // Only an authenticated From can unsubscribe without a token; the fuzzer may
         // write such a header (the trusted authserv-id is public), never a token.
         for u in done {
-            assert_eq!(u.found_in, "authenticated From", "{:?}", String::from_utf8_lossy(data));
+            assert_eq!(
+                u.found_in,
+                "authenticated From",
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
         }
     }
 });

@@ -12,6 +12,7 @@
 
 use super::{
     Milter, SharedMilter,
+    drain::Activity,
     session::{EomPlan, EomVerdict, RcptVerdict, Session},
 };
 use indymilter::{
@@ -30,6 +31,9 @@ use tracing::{error, warn};
 pub struct Connection {
     milter: Arc<Milter>,
     session: Session,
+    /// Inside a transaction (counted in `activity`, so shutdown waits for its end).
+    busy: bool,
+    activity: Arc<Activity>,
     noreply: ProtoOpts,
     /// The MTA accepts `Skip` for the rest of the body.
     skip: bool,
@@ -46,19 +50,20 @@ const NOREPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
     .union(ProtoOpts::NOREPLY_HEADER);
 
 /// Builds the callbacks over the shared, reloadable state.
-pub fn build(shared: Arc<SharedMilter>) -> Callbacks<Connection> {
+pub fn build(shared: Arc<SharedMilter>, activity: Arc<Activity>) -> Callbacks<Connection> {
     // Whether the body is ever read is negotiated per connection, but the callback must be
     // registered at start: `[intake] milter` needs a restart.
     let takes_mail = shared.load().intake.is_some();
     let (s1, s2) = (shared.clone(), shared);
+    let a1 = activity.clone();
     let callbacks = Callbacks::new()
         .on_negotiate(move |cx, actions, opts| {
-            let milter = s1.load_full();
-            Box::pin(negotiate(cx, milter, actions, opts))
+            let conn = Connection::new(s1.load_full(), a1.clone());
+            Box::pin(negotiate(cx, conn, actions, opts))
         })
         .on_connect(move |cx, _, socket| {
-            let milter = s2.load_full();
-            Box::pin(async move { connect(cx, milter, socket) })
+            let conn = Connection::new(s2.load_full(), activity.clone());
+            Box::pin(async move { connect(cx, conn, socket) })
         })
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
         .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
@@ -68,6 +73,15 @@ pub fn build(shared: Arc<SharedMilter>) -> Callbacks<Connection> {
             Box::pin(async move {
                 if let Some(conn) = &mut cx.data {
                     conn.session.abort();
+                    conn.done();
+                }
+                Status::Continue
+            })
+        })
+        .on_close(|cx| {
+            Box::pin(async move {
+                if let Some(conn) = &mut cx.data {
+                    conn.done();
                 }
                 Status::Continue
             })
@@ -79,9 +93,38 @@ pub fn build(shared: Arc<SharedMilter>) -> Callbacks<Connection> {
     }
 }
 
+impl Connection {
+    fn new(milter: Arc<Milter>, activity: Arc<Activity>) -> Self {
+        Self {
+            milter,
+            session: Session::default(),
+            busy: false,
+            activity,
+            noreply: ProtoOpts::empty(),
+            skip: false,
+        }
+    }
+
+    /// A transaction begins (MAIL).
+    fn begin(&mut self) {
+        if !self.busy {
+            self.busy = true;
+            self.activity.begin();
+        }
+    }
+
+    /// The transaction ended (end of message, abort, close).
+    fn done(&mut self) {
+        if self.busy {
+            self.busy = false;
+            self.activity.end();
+        }
+    }
+}
+
 async fn negotiate(
     cx: &mut NegotiateContext<Connection>,
-    milter: Arc<Milter>,
+    mut conn: Connection,
     mta_actions: Actions,
     mta_opts: ProtoOpts,
 ) -> Status {
@@ -97,22 +140,14 @@ async fn negotiate(
         (MacroStage::Rcpt, queue_id.clone()),
         (MacroStage::Eom, queue_id),
     ]);
-    cx.data = Some(Connection {
-        milter,
-        session: Session::default(),
-        noreply,
-        skip: cx.requested_opts.contains(ProtoOpts::SKIP),
-    });
+    conn.noreply = noreply;
+    conn.skip = cx.requested_opts.contains(ProtoOpts::SKIP);
+    cx.data = Some(conn);
     Status::Continue
 }
 
-fn connect(cx: &mut Context<Connection>, milter: Arc<Milter>, socket: SocketInfo) -> Status {
-    let conn = cx.data.get_or_insert_with(|| Connection {
-        milter,
-        session: Session::default(),
-        noreply: ProtoOpts::empty(),
-        skip: false,
-    });
+fn connect(cx: &mut Context<Connection>, conn: Connection, socket: SocketInfo) -> Status {
+    let conn = cx.data.get_or_insert(conn);
     // Postfix gives local submissions client port 0; Sendmail gives no socket at all.
     conn.session.local_submission = match socket {
         SocketInfo::Inet(addr) => addr.port() == 0,
@@ -130,6 +165,7 @@ fn mail(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
         .first()
         .map(|a| a.to_string_lossy())
         .unwrap_or_default();
+    conn.begin();
     conn.session.mail(&conn.milter, &sender);
     reply_or_continue(conn, ProtoOpts::NOREPLY_MAIL)
 }
@@ -180,6 +216,7 @@ async fn eom(cx: &mut EomContext<Connection>) -> Status {
         return Status::Tempfail;
     };
     let plan = conn.session.eom(&conn.milter, &queue_id).await;
+    conn.done();
     if let Err(e) = apply(&cx.actions, &plan).await {
         error!(queue_id, error = %e, "cannot change the message");
         return tempfail(&mut cx.reply);

@@ -15,7 +15,7 @@
 //! once a minute and retried after a pause, while the connections already open go on.
 //! Every connection is [`Guarded`].
 
-use super::guard::Guarded;
+use super::{drain::Closing, guard::Guarded};
 use crate::socket::{SocketSpec, UnixPermissions, UnixSocket};
 use indymilter::{EitherListener, Listener};
 use std::{
@@ -38,11 +38,12 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What keeps an accept loop alive through errors: the pause in progress and when the
-/// last warning was logged.
+/// last warning was logged; and the flag that ends accepting at shutdown.
 #[derive(Debug, Default)]
 struct Patience {
     pause: Option<Pin<Box<Sleep>>>,
     warned: Option<Instant>,
+    closing: Closing,
 }
 
 impl Patience {
@@ -54,6 +55,10 @@ impl Patience {
         mut accept: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         loop {
+            if self.closing.is_closed() {
+                // Shutting down: accept nothing more (and ask not to be woken for it).
+                return Poll::Pending;
+            }
             if let Some(pause) = &mut self.pause {
                 if pause.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -181,28 +186,40 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// The milter's listener, TCP or Unix-domain.
 pub type MilterListener = EitherListener<NodelayListener, PatientUnixListener>;
 
+/// A bound milter socket: the listener, the flag that stops it accepting, and for a Unix
+/// socket the handle that removes it on exit.
+pub struct Bound {
+    pub listener: MilterListener,
+    pub closing: Closing,
+    pub unix: Option<UnixSocket>,
+}
+
 /// Binds `spec`; a Unix socket gets `permissions`, and a stale one left by an earlier run
-/// is removed first. With a Unix socket comes the handle that removes it on exit.
-pub async fn bind(
-    spec: &SocketSpec,
-    permissions: UnixPermissions,
-) -> io::Result<(MilterListener, Option<UnixSocket>)> {
-    match spec {
-        SocketSpec::Inet(addr) => Ok((
-            EitherListener::Tcp(NodelayListener(
-                TcpListener::bind(addr).await?,
-                Patience::default(),
-            )),
+/// is removed first.
+pub async fn bind(spec: &SocketSpec, permissions: UnixPermissions) -> io::Result<Bound> {
+    let closing = Closing::default();
+    let patience = Patience {
+        closing: closing.clone(),
+        ..Patience::default()
+    };
+    let (listener, unix) = match spec {
+        SocketSpec::Inet(addr) => (
+            EitherListener::Tcp(NodelayListener(TcpListener::bind(addr).await?, patience)),
             None,
-        )),
+        ),
         SocketSpec::Unix(path) => {
             let (listener, socket) = crate::socket::bind_unix_with(path, permissions)?;
-            Ok((
-                EitherListener::Unix(PatientUnixListener(listener, Patience::default())),
+            (
+                EitherListener::Unix(PatientUnixListener(listener, patience)),
                 Some(socket),
-            ))
+            )
         }
-    }
+    };
+    Ok(Bound {
+        listener,
+        closing,
+        unix,
+    })
 }
 
 /// The address a TCP listener is bound to (to learn the port after binding port 0).

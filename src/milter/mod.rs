@@ -5,6 +5,7 @@
 //! consent domain and the store. Nothing outside this module knows the milter protocol.
 
 pub mod callbacks;
+pub mod drain;
 pub mod guard;
 pub mod listener;
 pub mod session;
@@ -16,7 +17,7 @@ use crate::{
 use std::{future::Future, io, sync::Arc};
 use tokio::sync::oneshot;
 
-pub use listener::{MilterListener, bind};
+pub use listener::{Bound, MilterListener, bind};
 
 /// The milter's settings as they are now: a reload swaps them; each connection keeps the
 /// snapshot it began with.
@@ -63,19 +64,24 @@ impl Milter {
 /// are alike), so a little more than that. indymilter's default is two hours.
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
 
-/// Serves milter connections on `listener` until `shutdown` resolves, then waits for the
-/// open sessions to end.
-pub async fn run(
-    listener: MilterListener,
-    milter: Arc<SharedMilter>,
-    shutdown: impl Future,
-) -> io::Result<()> {
+/// Serves milter connections on `bound` until `shutdown` resolves; then stops accepting,
+/// lets transactions in flight finish (within [`drain::DRAIN`]), and ends the sessions.
+pub async fn run(bound: Bound, milter: Arc<SharedMilter>, shutdown: impl Future) -> io::Result<()> {
     let config = indymilter::Config {
         max_connections: milter.load().config.milter.max_connections,
         connection_timeout: IDLE_TIMEOUT,
         ..Default::default()
     };
-    indymilter::run(listener, callbacks::build(milter), config, shutdown).await
+    let activity = Arc::new(drain::Activity::default());
+    let closing = bound.closing;
+    let drained = activity.clone();
+    let graceful = async move {
+        shutdown.await;
+        closing.close();
+        drained.drained().await;
+    };
+    let callbacks = callbacks::build(milter, activity);
+    indymilter::run(bound.listener, callbacks, config, graceful).await
 }
 
 /// Binds `socket` and serves the milter on a thread of its own, with a single-threaded
@@ -111,9 +117,10 @@ pub async fn spawn(
             runtime.block_on(async move {
                 let permissions = milter.load().config.milter.socket_permissions;
                 match bind(&socket, permissions).await {
-                    Ok((listener, unix)) => {
+                    Ok(mut bound) => {
                         let _ = bound_tx.send(Ok(()));
-                        let ended = run(listener, milter, shutdown).await;
+                        let unix = bound.unix.take();
+                        let ended = run(bound, milter, shutdown).await;
                         if let Some(unix) = unix {
                             unix.remove();
                         }

@@ -67,14 +67,14 @@ pub async fn start_with(
     };
     let config = Config::parse(Path::new("test.toml"), &text, &overrides).expect("test config");
     let store = store::open_or_create(&db_url).await.expect("store");
-    let (listener, _socket) = milter::bind(&config.milter.socket, Default::default())
+    let bound = milter::bind(&config.milter.socket, Default::default())
         .await
         .expect("bind");
-    let addr = local_addr(&listener).expect("tcp listener");
+    let addr = local_addr(&bound.listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();
     let milter = Arc::new(milter_for(config, wrap(store.clone())));
     let shared = Arc::new(milter::SharedMilter::new(milter.clone()));
-    let task = tokio::spawn(milter::run(listener, shared, async {
+    let task = tokio::spawn(milter::run(bound, shared, async {
         let _ = rx.await;
     }));
     TestMilter {
