@@ -256,3 +256,111 @@ fn sigterm_lets_a_transaction_in_flight_finish() {
     let status = daemon.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
 }
+
+/// Issue 12, item 6: log lines of a milter connection carry its span (client, queue id),
+/// and no token ever reaches the log, whichever way it came: minted for a header, posted
+/// to one-click (valid or forged), mailed to the unsubscribe address over LMTP.
+#[test]
+fn logs_carry_the_connection_span_and_never_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, lmtp) = (common::mta::free_port(), common::mta::free_port());
+    let extra = format!(
+        "[web]\nlisten = \"127.0.0.1:{web}\"\n[intake]\nlmtp = \"inet:127.0.0.1:{lmtp}\"\n\
+         trusted_authserv_ids = [\"mx.example.com\"]\n"
+    );
+    let daemon = Daemon::start(dir.path(), &daemon_config(dir.path(), &extra));
+    daemon.cli(&["consent", "set", "gone@example.org", "--value", "n"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let header = runtime.block_on(async {
+        let mut conn = TestConnection::open(("127.0.0.1", daemon.port))
+            .await
+            .unwrap();
+        let client: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        conn.connect("client.example", client).await.unwrap();
+        conn.mail(["<news@example.com>"]).await.unwrap();
+        conn.macros(indymilter_test::MacroStage::Rcpt, [("i", "4ABC123")])
+            .await
+            .unwrap();
+        let refused = conn.rcpt(["<gone@example.org>"]).await.unwrap();
+        assert!(matches!(refused, Status::Reject { .. }));
+        conn.rcpt(["<reader@example.org>"]).await.unwrap();
+        let (actions, _) = conn.eom().await.unwrap();
+        conn.close().await.unwrap();
+        format!("{actions:?}")
+    });
+    let token = header
+        .split("/u/")
+        .nth(1)
+        .map(|rest| rest[..34].to_owned())
+        .expect("a minted token in the headers");
+    let post = |path: String| {
+        let _ = common::mta::http(web, "POST", &path, &[], "List-Unsubscribe=One-Click");
+    };
+    post(format!("/u/{token}"));
+    let mut forged = token.clone().into_bytes();
+    forged[20] = if forged[20] == b'a' { b'b' } else { b'a' };
+    let forged = String::from_utf8(forged).unwrap();
+    post(format!("/u/{forged}"));
+    let mail = format!("From: reader@example.org\r\nSubject: unsubscribe {token}\r\n\r\nStop\r\n");
+    common::mta::lmtp_send(
+        lmtp,
+        "reader@example.org",
+        &[&format!("unsubscribe+{token}@example.com")],
+        &mail,
+    );
+    wait_for("the opt-out by mail", Duration::from_secs(10), || {
+        daemon.log().contains("unsubscribed by mail").then_some(())
+    });
+    let log = daemon.log();
+    for secret in [&token, &forged] {
+        assert!(
+            !log.to_lowercase().contains(secret.as_str()),
+            "a token in the log:\n{log}"
+        );
+    }
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("recipient refused"))
+        .unwrap();
+    assert!(refusal.contains("milter{client=\"192.0.2.7\""), "{log}");
+    assert!(refusal.contains("queue_id=\"4ABC123\""), "{refusal}");
+    assert!(log.contains("optout-milter started"), "{log}");
+    daemon.stop();
+}
+
+/// `--log-format json`: every line a JSON object, the start-up line with the version.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::mta::free_port();
+    let config = dir.path().join("optout-milter.toml");
+    std::fs::write(
+        &config,
+        daemon_config(dir.path(), "").replace("@PORT@", &port.to_string()),
+    )
+    .unwrap();
+    let log = dir.path().join("json.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-format", "json", "serve", "--init"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = wait_for("the start-up line", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("optout-milter started").then_some(text)
+    });
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    for line in text.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value.get("level").is_some(), "{line}");
+    }
+    let started = text
+        .lines()
+        .find(|l| l.contains("optout-milter started"))
+        .unwrap();
+    assert!(started.contains(env!("CARGO_PKG_VERSION")), "{started}");
+}

@@ -28,8 +28,25 @@ pub struct Cli {
     /// The store URL, overriding `[store] url`.
     #[arg(long, global = true)]
     pub store: Option<String>,
+    /// How log lines are written to standard error: `text`, or `json` (one object a line,
+    /// for a log collector).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "OPTOUT_MILTER_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

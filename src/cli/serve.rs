@@ -142,7 +142,16 @@ pub async fn run(config: Config, overrides: Overrides, init: bool) -> Result<(),
         socket: socket.to_string(),
         source,
     })?;
-    info!(%socket, store = %store::redact(&store_url), "milter listening");
+    info!(%socket, "milter listening");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.path.display(),
+        store = %store::redact(&store_url),
+        milter = %socket,
+        web = ?config.web.as_ref().map(|w| w.listen),
+        lmtp = ?config.intake.as_ref().and_then(|i| i.lmtp.as_ref()).map(ToString::to_string),
+        "optout-milter started"
+    );
     servers.push(Box::pin(async move {
         ended
             .await
@@ -259,7 +268,7 @@ async fn watch_store(
             _ = ticks.tick() => {}
         }
         if let Err(error) = store.check() {
-            tracing::error!(%error, "stopping: the store is lost");
+            tracing::error!(error = %crate::error_chain(&error), "stopping: the store is lost");
             return Err(error.into());
         }
     }

@@ -354,7 +354,7 @@ impl Intake {
             if let (Some(confirmer), Recorded::Changed) = (&self.confirmer, recorded)
                 && let Err(error) = confirmer.send(&change.address).await
             {
-                warn!(address = %change.address, %error, "cannot send the confirmation");
+                warn!(address = %change.address, error = %crate::error_chain(&error), "cannot send the confirmation");
             }
             done.push(Unsubscription {
                 address: change.address,

@@ -30,7 +30,7 @@ use tokio::{
     net::{TcpListener, UnixListener},
     sync::{OwnedSemaphorePermit, Semaphore},
 };
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 /// The intake as it is now: a reload swaps it.
 pub type SharedIntake = arc_swap::ArcSwap<Intake>;
@@ -89,12 +89,16 @@ pub async fn run(
             Ok((stream, permit)) => {
                 // Each session keeps the settings it began with, across a reload.
                 let intake = intake.load_full();
-                tokio::spawn(async move {
-                    if let Err(error) = session::serve(stream, &intake).await {
-                        debug!(%error, "LMTP session ended");
+                let span = tracing::info_span!("lmtp");
+                tokio::spawn(
+                    async move {
+                        if let Err(error) = session::serve(stream, &intake).await {
+                            debug!(%error, "LMTP session ended");
+                        }
+                        drop(permit);
                     }
-                    drop(permit);
-                });
+                    .instrument(span),
+                );
             }
             // Out of file descriptors and the like: say so (once a minute), pause, go on.
             Err(error) => {

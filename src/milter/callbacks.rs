@@ -24,12 +24,14 @@ use std::{
     ffi::{CStr, CString},
     sync::Arc,
 };
-use tracing::{error, warn};
+use tracing::{Instrument, Span, error, field::Empty, info_span, warn};
 
 /// Per-connection data: the settings it began with, the session, and the replies the MTA
 /// agreed to do without.
 pub struct Connection {
     milter: Arc<Milter>,
+    /// Every log line of the connection carries it: the client and the current queue id.
+    span: Span,
     session: Session,
     /// Inside a transaction (counted in `activity`, so shutdown waits for its end).
     busy: bool,
@@ -66,9 +68,15 @@ pub fn build(shared: Arc<SharedMilter>, activity: Arc<Activity>) -> Callbacks<Co
             Box::pin(async move { connect(cx, conn, socket) })
         })
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
-        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
+        .on_rcpt(|cx, args| {
+            let span = span_of(&cx.data);
+            Box::pin(rcpt(cx, args).instrument(span))
+        })
         .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
-        .on_eom(|cx| Box::pin(eom(cx)))
+        .on_eom(|cx| {
+            let span = span_of(&cx.data);
+            Box::pin(eom(cx).instrument(span))
+        })
         .on_abort(|cx| {
             Box::pin(async move {
                 if let Some(conn) = &mut cx.data {
@@ -97,6 +105,7 @@ impl Connection {
     fn new(milter: Arc<Milter>, activity: Arc<Activity>) -> Self {
         Self {
             milter,
+            span: info_span!("milter", client = Empty, queue_id = Empty),
             session: Session::default(),
             busy: false,
             activity,
@@ -148,6 +157,11 @@ async fn negotiate(
 
 fn connect(cx: &mut Context<Connection>, conn: Connection, socket: SocketInfo) -> Status {
     let conn = cx.data.get_or_insert(conn);
+    match &socket {
+        SocketInfo::Inet(addr) => conn.span.record("client", addr.ip().to_string()),
+        SocketInfo::Unix(path) => conn.span.record("client", path.to_string_lossy().as_ref()),
+        SocketInfo::Unknown => conn.span.record("client", "local"),
+    };
     // Postfix gives local submissions client port 0; Sendmail gives no socket at all.
     conn.session.local_submission = match socket {
         SocketInfo::Inet(addr) => addr.port() == 0,
@@ -175,11 +189,12 @@ async fn rcpt(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
+    conn.span.record("queue_id", queue_id.as_str());
     let rcpt = args
         .first()
         .map(|a| a.to_string_lossy())
         .unwrap_or_default();
-    match conn.session.rcpt(&conn.milter, &rcpt, &queue_id).await {
+    match conn.session.rcpt(&conn.milter, &rcpt).await {
         RcptVerdict::Continue => Status::Continue,
         RcptVerdict::Refuse { xcode, text } => {
             set_reply(&mut cx.reply, "550", xcode, &text, Status::Reject)
@@ -215,10 +230,11 @@ async fn eom(cx: &mut EomContext<Connection>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    let plan = conn.session.eom(&conn.milter, &queue_id).await;
+    conn.span.record("queue_id", queue_id.as_str());
+    let plan = conn.session.eom(&conn.milter).await;
     conn.done();
     if let Err(e) = apply(&cx.actions, &plan).await {
-        error!(queue_id, error = %e, "cannot change the message");
+        error!(error = %crate::error_chain(&e), "cannot change the message");
         return tempfail(&mut cx.reply);
     }
     match plan.verdict {
@@ -248,6 +264,11 @@ async fn apply(actions: &EomActions, plan: &EomPlan) -> Result<(), ActionError> 
         actions.add_header(*name, value.as_str()).await?;
     }
     Ok(())
+}
+
+/// The connection's span, for a callback's future.
+fn span_of(data: &Option<Connection>) -> Span {
+    data.as_ref().map_or_else(Span::none, |c| c.span.clone())
 }
 
 fn reply_or_continue(conn: &Connection, stage: ProtoOpts) -> Status {
@@ -283,7 +304,7 @@ fn set_reply(
 ) -> Status {
     // A text that the protocol cannot carry (a stray NUL or %) still gets the status.
     if let Err(e) = reply.set_error_reply(code, Some(xcode), [text.replace('%', "%%")]) {
-        warn!(error = %e, text, "cannot set the SMTP reply text");
+        warn!(error = %crate::error_chain(&e), text, "cannot set the SMTP reply text");
     }
     status
 }

@@ -18,6 +18,8 @@
 //!   header cannot name several recipients.
 //! - Mail to the unsubscribe address (when the milter takes it) is read whole, handed to
 //!   the intake at end of message, and then discarded or delivered as configured.
+//! - Log lines carry the connection's span (client, queue id: see the callbacks), so no
+//!   function here needs the queue id.
 //! - When the store fails, the answer is a temporary failure (or, if the operator chose
 //!   fail-open, acceptance); never a silent delivery to an opted-out address.
 //! - A recipient of marketing mail whose address cannot be parsed cannot be checked, so it
@@ -143,7 +145,7 @@ impl Session {
     }
 
     /// RCPT TO: refuse the recipient now when the list is known and the MTA allows it.
-    pub async fn rcpt(&mut self, milter: &Milter, rcpt: &str, queue_id: &str) -> RcptVerdict {
+    pub async fn rcpt(&mut self, milter: &Milter, rcpt: &str) -> RcptVerdict {
         if milter
             .intake
             .as_ref()
@@ -155,7 +157,7 @@ impl Session {
         let address = match milter.config.addresses.normalize(rcpt) {
             Ok(address) => Some(address),
             Err(error) => {
-                warn!(queue_id, rcpt, %error, "recipient address cannot be parsed");
+                warn!(rcpt, error = %crate::error_chain(&error), "recipient address cannot be parsed");
                 None
             }
         };
@@ -166,7 +168,7 @@ impl Session {
         };
         if let (Some(list), false) = (&self.message.sender_list, self.local_submission) {
             let Some(address) = &recipient.address else {
-                info!(queue_id, rcpt, %list, "recipient refused: its address cannot be checked");
+                info!(rcpt, %list, "recipient refused: its address cannot be checked");
                 return RcptVerdict::Refuse {
                     xcode: "5.1.3",
                     text: UNCHECKABLE.into(),
@@ -175,7 +177,7 @@ impl Session {
             match decide(milter, address, list).await {
                 Ok(Decision::Allow) => recipient.checked_for = Some(list.clone()),
                 Ok(Decision::Block(reason)) => {
-                    info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient refused");
+                    info!(rcpt = %address, %list, reason = %describe(&reason), "recipient refused");
                     return RcptVerdict::Refuse {
                         xcode: "5.7.1",
                         text: refusal_text(address, list),
@@ -183,11 +185,11 @@ impl Session {
                 }
                 Err(error) => match milter.config.milter.on_store_error {
                     OnStoreError::Tempfail => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient deferred");
+                        warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; recipient deferred");
                         return RcptVerdict::Tempfail;
                     }
                     OnStoreError::Accept => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; recipient accepted (fail-open)");
+                        warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; recipient accepted (fail-open)");
                         recipient.checked_for = Some(list.clone());
                     }
                 },
@@ -244,7 +246,7 @@ impl Session {
 
     /// End of message: which recipients to remove, which headers to change, and the
     /// message's fate.
-    pub async fn eom(&mut self, milter: &Milter, queue_id: &str) -> EomPlan {
+    pub async fn eom(&mut self, milter: &Milter) -> EomPlan {
         let mut message = std::mem::take(&mut self.message);
         let mut plan = EomPlan {
             delete_headers: Vec::new(),
@@ -254,8 +256,7 @@ impl Session {
         };
         let unsubscribe_mail = !message.intake_rcpts.is_empty();
         if unsubscribe_mail
-            && let Some(done) =
-                take_unsubscribe_mail(milter, &mut message, &mut plan, queue_id).await
+            && let Some(done) = take_unsubscribe_mail(milter, &mut message, &mut plan).await
         {
             return done;
         }
@@ -268,7 +269,7 @@ impl Session {
         };
         let mut remaining = Vec::with_capacity(message.recipients.len());
         for recipient in &message.recipients {
-            match self.keeps(milter, recipient, &list, queue_id).await {
+            match self.keeps(milter, recipient, &list).await {
                 Ok(true) => remaining.push(recipient),
                 Ok(false) => plan.remove.push(recipient.raw.clone()),
                 Err(()) => return tempfail(),
@@ -283,21 +284,13 @@ impl Session {
                 },
                 AllOptedOut::Discard => EomVerdict::Discard,
             };
-            info!(queue_id, %list, verdict = ?plan.verdict, "every recipient opted out");
+            info!(%list, verdict = ?plan.verdict, "every recipient opted out");
             return plan;
         }
         match &milter.unsubscribe {
             Some(unsubscribe) => {
-                self.unsubscribe_headers(
-                    milter,
-                    unsubscribe,
-                    &message,
-                    &remaining,
-                    &list,
-                    queue_id,
-                    plan,
-                )
-                .await
+                self.unsubscribe_headers(milter, unsubscribe, &message, &remaining, &list, plan)
+                    .await
             }
             None => plan,
         }
@@ -310,10 +303,9 @@ impl Session {
         milter: &Milter,
         recipient: &Recipient,
         list: &Scope,
-        queue_id: &str,
     ) -> Result<bool, ()> {
         let Some(address) = &recipient.address else {
-            info!(queue_id, rcpt = recipient.raw, %list, "recipient removed: its address cannot be checked");
+            info!(rcpt = recipient.raw, %list, "recipient removed: its address cannot be checked");
             return Ok(false);
         };
         if recipient.checked_for.as_ref() == Some(list) {
@@ -322,16 +314,16 @@ impl Session {
         match decide(milter, address, list).await {
             Ok(Decision::Allow) => Ok(true),
             Ok(Decision::Block(reason)) => {
-                info!(queue_id, rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
+                info!(rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
                 Ok(false)
             }
             Err(error) => match milter.config.milter.on_store_error {
                 OnStoreError::Tempfail => {
-                    warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
+                    warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; message deferred");
                     Err(())
                 }
                 OnStoreError::Accept => {
-                    warn!(queue_id, rcpt = %address, %error, "store failed; recipient kept (fail-open)");
+                    warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; recipient kept (fail-open)");
                     Ok(true)
                 }
             },
@@ -347,7 +339,6 @@ impl Session {
         message: &Message,
         remaining: &[&Recipient],
         list: &Scope,
-        queue_id: &str,
         mut plan: EomPlan,
     ) -> EomPlan {
         let config = &unsubscribe.config;
@@ -381,7 +372,7 @@ impl Session {
                         xcode: "5.5.3",
                         text: "marketing mail must have one recipient per message, for its unsubscribe link".into(),
                     };
-                    info!(queue_id, %list, recipients = remaining.len(), "several recipients refused");
+                    info!(%list, recipients = remaining.len(), "several recipients refused");
                 }
                 MultipleRecipients::Skip => {}
             }
@@ -397,11 +388,11 @@ impl Session {
                 };
                 return match milter.config.milter.on_store_error {
                     OnStoreError::Tempfail => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; message deferred");
+                        warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; message deferred");
                         tempfail()
                     }
                     OnStoreError::Accept => {
-                        warn!(queue_id, rcpt = %address, %error, "store failed; sent without unsubscribe headers (fail-open)");
+                        warn!(rcpt = %address, error = %crate::error_chain(&error), "store failed; sent without unsubscribe headers (fail-open)");
                         plan
                     }
                 };
@@ -415,7 +406,7 @@ impl Session {
                     .push((LIST_UNSUBSCRIBE_POST, ONE_CLICK.to_owned()));
             }
             Err(e) => {
-                error!(queue_id, rcpt = %address, error = %e, "cannot mint a token; list-level header instead");
+                error!(rcpt = %address, error = %crate::error_chain(&e), "cannot mint a token; list-level header instead");
                 plan.add_headers
                     .push((LIST_UNSUBSCRIBE, config.links.list_level(list)));
             }
@@ -435,7 +426,6 @@ async fn take_unsubscribe_mail(
     milter: &Milter,
     message: &mut Message,
     plan: &mut EomPlan,
-    queue_id: &str,
 ) -> Option<EomPlan> {
     let intake = milter.intake.as_ref()?;
     let mut raw = std::mem::take(&mut message.raw_headers);
@@ -448,7 +438,7 @@ async fn take_unsubscribe_mail(
     let only_intake = message.recipients.is_empty();
     match intake.process(&envelope, &raw).await {
         Err(error) if error.is_temporary() => {
-            warn!(queue_id, error = %crate::error_chain(&error), "unsubscribe mail deferred");
+            warn!(error = %crate::error_chain(&error), "unsubscribe mail deferred");
             return Some(tempfail());
         }
         Err(IntakeError::Unusable) if only_intake => {

@@ -77,7 +77,7 @@ pub async fn unsubscribe(
     let now = SystemTime::now();
     let change = target.change(ConsentValue::No, source, evidence, now);
     if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
-        error!(error = %e, token = %target.claims.label(), "cannot record an opt-out");
+        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
         return unavailable(lang);
     }
     info!(token = %target.claims.label(), %client, %source, scope = %target.scope, "opt-out recorded");
@@ -120,7 +120,7 @@ pub async fn undo(
     let records = match state.store.records(&target.address).await {
         Ok(records) => records,
         Err(e) => {
-            error!(error = %e, "cannot read consent for an undo");
+            error!(error = %crate::error_chain(&e), "cannot read consent for an undo");
             return unavailable(lang);
         }
     };
@@ -144,7 +144,7 @@ pub async fn undo(
         now,
     );
     if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
-        error!(error = %e, "cannot record an undo");
+        error!(error = %crate::error_chain(&e), "cannot record an undo");
         return unavailable(lang);
     }
     info!(token = %target.claims.label(), %client, scope = %target.scope, "opt-out undone");
@@ -226,7 +226,7 @@ async fn start(
             token,
         }),
         Err(ResolveError::Store(e)) => {
-            error!(error = %e, "cannot resolve a token");
+            error!(error = %crate::error_chain(&e), "cannot resolve a token");
             Err(unavailable(lang))
         }
         Err(e) => {

@@ -28,7 +28,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 /// The longest a client may take to send a request's headers, or to finish a TLS
 /// handshake, and the longest an idle keep-alive connection stays open.
@@ -137,7 +137,12 @@ where
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        // The path is not in the span: it holds the token.
+        let span = tracing::info_span!("http", method = %request.method(), %peer);
+        router
+            .clone()
+            .oneshot(request.map(axum::body::Body::new))
+            .instrument(span)
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

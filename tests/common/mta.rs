@@ -508,3 +508,42 @@ file = "@DIR@/token.key"
 pub fn daemon_config(dir: &Path, extra: &str) -> String {
     (DAEMON_CONFIG.to_owned() + extra).replace("@DIR@", &dir.to_string_lossy())
 }
+
+/// Delivers `message` over LMTP to the server on `port`; the replies after the data, one
+/// per recipient.
+pub fn lmtp_send(port: u16, from: &str, rcpts: &[&str], message: &str) -> Vec<Reply> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to LMTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut send = |line: &str| {
+        writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write")
+    };
+    assert_eq!(read_reply(&mut reader).code, 220);
+    send("LHLO client.test.example");
+    assert_eq!(read_reply(&mut reader).code, 250);
+    send(&format!("MAIL FROM:<{from}>"));
+    assert_eq!(read_reply(&mut reader).code, 250);
+    for rcpt in rcpts {
+        send(&format!("RCPT TO:<{rcpt}>"));
+        assert_eq!(read_reply(&mut reader).code, 250, "RCPT {rcpt}");
+    }
+    send("DATA");
+    assert_eq!(read_reply(&mut reader).code, 354);
+    for line in message.replace("\r\n", "\n").lines() {
+        let stuffed = if line.starts_with('.') {
+            format!(".{line}")
+        } else {
+            line.to_owned()
+        };
+        send(&stuffed);
+    }
+    send(".");
+    let replies = rcpts.iter().map(|_| read_reply(&mut reader)).collect();
+    send("QUIT");
+    replies
+}

@@ -153,14 +153,14 @@ async fn maintain(store: Weak<IndexedStore>) {
         Ok(count) => {
             // Writes made while loading are in the history after the watermark.
             if let Err(error) = strong.catch_up().await {
-                warn!(%error, "cannot read the consent history; the index stays off");
+                warn!(error = %crate::error_chain(&error), "cannot read the consent history; the index stays off");
                 return;
             }
             strong.ready.store(true, Ordering::Release);
             info!(records = count, elapsed = ?started.elapsed(), "consent index loaded");
         }
         Err(error) => {
-            warn!(%error, "cannot load the consent index; every lookup goes to the store");
+            warn!(error = %crate::error_chain(&error), "cannot load the consent index; every lookup goes to the store");
             return;
         }
     }
@@ -174,7 +174,7 @@ async fn maintain(store: Weak<IndexedStore>) {
             // The index may now miss other processes' writes: stop trusting it until a
             // read of the history succeeds again.
             strong.ready.store(false, Ordering::Release);
-            warn!(%error, "cannot read the consent history; lookups go to the store");
+            warn!(error = %crate::error_chain(&error), "cannot read the consent history; lookups go to the store");
         } else {
             strong.ready.store(true, Ordering::Release);
         }

@@ -122,7 +122,7 @@ impl Reconnecting {
             Ok(_) => {}
             Err(error) => {
                 if !self.failing {
-                    warn!(%error, "a write to the store failed; the next one reconnects");
+                    warn!(error = %crate::error_chain(&error), "a write to the store failed; the next one reconnects");
                 }
                 self.failing = true;
                 if let Some(conn) = self.conn.take() {
