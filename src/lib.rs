@@ -33,6 +33,7 @@ pub mod headers;
 pub mod import;
 pub mod intake;
 pub mod lmtp;
+pub mod metrics;
 pub mod milter;
 pub mod socket;
 pub mod store;

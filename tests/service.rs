@@ -364,3 +364,71 @@ fn json_logs_are_one_object_a_line() {
         .unwrap();
     assert!(started.contains(env!("CARGO_PKG_VERSION")), "{started}");
 }
+
+/// Issue 12, item 7: after a known run, a scrape of /metrics shows its exact counts.
+#[test]
+fn metrics_count_exactly_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, metrics) = (common::mta::free_port(), common::mta::free_port());
+    let extra = format!(
+        "[web]\nlisten = \"127.0.0.1:{web}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+    );
+    let daemon = Daemon::start(dir.path(), &daemon_config(dir.path(), &extra));
+    daemon.cli(&["consent", "set", "gone@example.org", "--value", "n"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut conn = TestConnection::open(("127.0.0.1", daemon.port))
+            .await
+            .unwrap();
+        // Transactional: one message.
+        conn.mail(["<receipts@shop.example.com>"]).await.unwrap();
+        conn.rcpt(["<gone@example.org>"]).await.unwrap();
+        conn.eom().await.unwrap();
+        // Sender rule: gone refused at RCPT, stays gets a per-recipient header.
+        conn.mail(["<news@example.com>"]).await.unwrap();
+        conn.rcpt(["<gone@example.org>"]).await.unwrap();
+        conn.rcpt(["<stays@example.org>"]).await.unwrap();
+        conn.eom().await.unwrap();
+        // List header: gone removed at end of message, stays gets a header.
+        conn.mail(["<app@shop.example.com>"]).await.unwrap();
+        conn.rcpt(["<gone@example.org>"]).await.unwrap();
+        conn.rcpt(["<stays@example.org>"]).await.unwrap();
+        conn.header("X-Optout-List", "deals").await.unwrap();
+        conn.eom().await.unwrap();
+        conn.close().await.unwrap();
+    });
+    let mint = daemon.cli(&[
+        "token",
+        "mint",
+        "reader@example.org",
+        "--list",
+        "weekly-news",
+    ]);
+    let token = mint
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap();
+    let (status, _) = common::mta::http(
+        web,
+        "POST",
+        &format!("/u/{token}"),
+        &[],
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(status, 200);
+    let (status, text) = common::mta::http(metrics, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    for line in [
+        "optout_milter_messages_total{kind=\"transactional\"} 1",
+        "optout_milter_messages_total{kind=\"marketing\"} 2",
+        "optout_milter_recipients_total{action=\"refused\",list=\"weekly-news\",reason=\"opted-out\"} 1",
+        "optout_milter_recipients_total{action=\"removed\",list=\"deals\",reason=\"opted-out\"} 1",
+        "optout_milter_unsubscribe_headers_total{kind=\"per-recipient\"} 2",
+        "optout_milter_opt_outs_total{source=\"one-click\"} 1",
+        "optout_milter_http_requests_total{route=\"/u/{token}\",status=\"200\"} 1",
+        "optout_milter_store_errors_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
+    daemon.stop();
+}

@@ -131,6 +131,18 @@ pub async fn run(config: Config, overrides: Overrides, init: bool) -> Result<(),
         ));
     }
 
+    if let Some(listen) = config.metrics {
+        let listener = std::net::TcpListener::bind(listen).map_err(|source| ServeError::Bind {
+            socket: listen.to_string(),
+            source,
+        })?;
+        info!(%listen, "metrics listening");
+        let server = web::serve_metrics(listener, until_stopped(stopped.clone()));
+        servers.push(Box::pin(
+            async move { server.await.map_err(ServeError::Web) },
+        ));
+    }
+
     let socket = config.milter.socket.clone();
     let ended = milter::spawn(
         socket.clone(),
@@ -150,6 +162,7 @@ pub async fn run(config: Config, overrides: Overrides, init: bool) -> Result<(),
         milter = %socket,
         web = ?config.web.as_ref().map(|w| w.listen),
         lmtp = ?config.intake.as_ref().and_then(|i| i.lmtp.as_ref()).map(ToString::to_string),
+        metrics = ?config.metrics,
         "optout-milter started"
     );
     servers.push(Box::pin(async move {

@@ -16,6 +16,15 @@ pub struct ConfigFile {
     pub unsubscribe: Option<UnsubscribeSection>,
     pub web: Option<WebSection>,
     pub intake: Option<IntakeSection>,
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: Prometheus metrics on a listener of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address and port of `GET /metrics`, e.g. `127.0.0.1:9187`.
+    pub listen: String,
 }
 
 /// `[milter]`: how the MTA talks to us.

@@ -122,6 +122,8 @@ pub struct Config {
     pub web: Option<WebConfig>,
     /// `None`: unsubscribe mails are not taken.
     pub intake: Option<IntakeConfig>,
+    /// Where `GET /metrics` listens; `None`: no metrics listener.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -336,7 +338,17 @@ impl Config {
                 &"needs an [unsubscribe] section: it names the mailto address and the token keys",
             ));
         }
+        let metrics = file
+            .metrics
+            .as_ref()
+            .map(|m| {
+                m.listen
+                    .parse()
+                    .map_err(|e| invalid("metrics.listen", &format!("{:?}: {e}", m.listen)))
+            })
+            .transpose()?;
         Ok(Self {
+            metrics,
             path: path.to_owned(),
             milter: MilterConfig {
                 socket,

@@ -40,6 +40,8 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
 
     restart("store.url", old.store_url != new.store_url);
     new.store_url = old.store_url.clone();
+    restart("metrics.listen", old.metrics != new.metrics);
+    new.metrics = old.metrics;
 
     // Whole sections that appear or vanish change which servers run.
     for (key, differs) in [

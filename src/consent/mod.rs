@@ -14,4 +14,4 @@ pub mod value;
 pub use address::{Address, AddressError, AddressPolicy, without_source_route};
 pub use decision::{BlockReason, ConsentPolicy, Decision, DefaultConsent};
 pub use record::{Change, Channel, ConsentRecord, HistoryEntry, Scope, ScopeError, Source};
-pub use value::ConsentValue;
+pub use value::{ConsentValue, Effect};

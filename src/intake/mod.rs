@@ -154,6 +154,23 @@ impl Intake {
 
     /// Reads one unsubscribe mail and records what it asks, durably, before returning.
     pub async fn process(&self, envelope: &Envelope, raw: &[u8]) -> Result<Outcome, IntakeError> {
+        let result = self.decide(envelope, raw).await;
+        let kind = match &result {
+            Ok(Outcome::Unsubscribed(_)) => "unsubscribed",
+            Ok(Outcome::ConfirmationRequested(_)) => "confirmation-sent",
+            Ok(Outcome::Ignored(_)) => "ignored",
+            Err(e) if e.is_temporary() => "deferred",
+            Err(_) => "unusable",
+        };
+        let metrics = crate::metrics::get();
+        metrics
+            .intake
+            .get_or_create(&crate::metrics::Kind { kind })
+            .inc();
+        result
+    }
+
+    async fn decide(&self, envelope: &Envelope, raw: &[u8]) -> Result<Outcome, IntakeError> {
         if raw.len() > self.config.max_bytes {
             return Ok(ignored(format!(
                 "larger than max_bytes ({} bytes)",

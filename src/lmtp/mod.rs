@@ -92,6 +92,7 @@ pub async fn run(
                 let span = tracing::info_span!("lmtp");
                 tokio::spawn(
                     async move {
+                        let _open = crate::metrics::OpenConnection::new("lmtp");
                         if let Err(error) = session::serve(stream, &intake).await {
                             debug!(%error, "LMTP session ended");
                         }

@@ -36,6 +36,8 @@ pub struct Connection {
     /// Inside a transaction (counted in `activity`, so shutdown waits for its end).
     busy: bool,
     activity: Arc<Activity>,
+    /// Counted in the open-connections gauge while it lives.
+    _open: crate::metrics::OpenConnection,
     noreply: ProtoOpts,
     /// The MTA accepts `Skip` for the rest of the body.
     skip: bool,
@@ -109,6 +111,7 @@ impl Connection {
             session: Session::default(),
             busy: false,
             activity,
+            _open: crate::metrics::OpenConnection::new("milter"),
             noreply: ProtoOpts::empty(),
             skip: false,
         }

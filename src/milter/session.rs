@@ -34,6 +34,7 @@ use crate::{
     consent::{Address, BlockReason, Channel, Decision, Scope, without_source_route},
     headers::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK},
     intake::{After, Envelope, IntakeError},
+    metrics,
     store::StoreError,
     unsubscribe::Unsubscribe,
 };
@@ -169,6 +170,7 @@ impl Session {
         if let (Some(list), false) = (&self.message.sender_list, self.local_submission) {
             let Some(address) = &recipient.address else {
                 info!(rcpt, %list, "recipient refused: its address cannot be checked");
+                count_recipient("refused", list, "unparseable");
                 return RcptVerdict::Refuse {
                     xcode: "5.1.3",
                     text: UNCHECKABLE.into(),
@@ -178,6 +180,7 @@ impl Session {
                 Ok(Decision::Allow) => recipient.checked_for = Some(list.clone()),
                 Ok(Decision::Block(reason)) => {
                     info!(rcpt = %address, %list, reason = %describe(&reason), "recipient refused");
+                    count_recipient("refused", list, reason_label(&reason));
                     return RcptVerdict::Refuse {
                         xcode: "5.7.1",
                         text: refusal_text(address, list),
@@ -255,6 +258,16 @@ impl Session {
             verdict: EomVerdict::Continue,
         };
         let unsubscribe_mail = !message.intake_rcpts.is_empty();
+        let list = message.header_list.clone().or(message.sender_list.clone());
+        let class = match (unsubscribe_mail, &list) {
+            (true, _) => "unsubscribe",
+            (false, Some(_)) => "marketing",
+            (false, None) => "transactional",
+        };
+        metrics::get()
+            .messages
+            .get_or_create(&metrics::Kind { kind: class })
+            .inc();
         if unsubscribe_mail
             && let Some(done) = take_unsubscribe_mail(milter, &mut message, &mut plan).await
         {
@@ -264,7 +277,7 @@ impl Session {
             let name = milter.config.classifier.list_header.clone();
             plan.delete_headers.push((name, message.list_headers));
         }
-        let Some(list) = message.header_list.clone().or(message.sender_list.clone()) else {
+        let Some(list) = list else {
             return plan;
         };
         let mut remaining = Vec::with_capacity(message.recipients.len());
@@ -306,6 +319,7 @@ impl Session {
     ) -> Result<bool, ()> {
         let Some(address) = &recipient.address else {
             info!(rcpt = recipient.raw, %list, "recipient removed: its address cannot be checked");
+            count_recipient("removed", list, "unparseable");
             return Ok(false);
         };
         if recipient.checked_for.as_ref() == Some(list) {
@@ -315,6 +329,7 @@ impl Session {
             Ok(Decision::Allow) => Ok(true),
             Ok(Decision::Block(reason)) => {
                 info!(rcpt = %address, %list, reason = %describe(&reason), "recipient removed");
+                count_recipient("removed", list, reason_label(&reason));
                 Ok(false)
             }
             Err(error) => match milter.config.milter.on_store_error {
@@ -365,6 +380,7 @@ impl Session {
                 MultipleRecipients::ListLevel => {
                     plan.add_headers
                         .push((LIST_UNSUBSCRIBE, config.links.list_level(list)));
+                    count_header("list-level");
                 }
                 MultipleRecipients::Reject => {
                     plan.remove.clear();
@@ -404,11 +420,13 @@ impl Session {
                     .push((LIST_UNSUBSCRIBE, config.links.per_recipient(&token)));
                 plan.add_headers
                     .push((LIST_UNSUBSCRIBE_POST, ONE_CLICK.to_owned()));
+                count_header("per-recipient");
             }
             Err(e) => {
                 error!(rcpt = %address, error = %crate::error_chain(&e), "cannot mint a token; list-level header instead");
                 plan.add_headers
                     .push((LIST_UNSUBSCRIBE, config.links.list_level(list)));
+                count_header("list-level");
             }
         }
         plan
@@ -501,7 +519,10 @@ async fn decide_one(
     let lookup = milter.store.scoped_values(address, Channel::Email, list);
     let values = tokio::time::timeout(milter.config.milter.store_timeout, lookup)
         .await
-        .map_err(|_| LookupError::Timeout)??;
+        .map_err(|_| LookupError::Timeout)?
+        .inspect_err(|_| {
+            metrics::get().store_errors.inc();
+        })?;
     Ok(milter
         .config
         .consent
@@ -513,6 +534,29 @@ fn refusal_text(address: &Address, list: &Scope) -> String {
         Scope::All => format!("<{address}>: recipient has opted out of marketing mail"),
         Scope::List(id) => format!("<{address}>: recipient has opted out of list {id}"),
     }
+}
+
+fn reason_label(reason: &BlockReason) -> &'static str {
+    match reason {
+        BlockReason::OptedOut { .. } => "opted-out",
+        BlockReason::NoConsent => "no-consent",
+    }
+}
+
+fn count_recipient(action: &'static str, list: &Scope, reason: &'static str) {
+    let labels = metrics::RecipientLabels {
+        action,
+        list: list.as_str().to_owned(),
+        reason,
+    };
+    metrics::get().recipients.get_or_create(&labels).inc();
+}
+
+fn count_header(kind: &'static str) {
+    metrics::get()
+        .headers
+        .get_or_create(&metrics::Kind { kind })
+        .inc();
 }
 
 fn describe(reason: &BlockReason) -> String {

@@ -105,6 +105,7 @@ pub fn app(state: Arc<WebFront>) -> Router {
         )
         .route("/u/{token}/undo", post(handlers::undo))
         .route("/healthz", get(handlers::healthz))
+        .route_layer(axum::middleware::from_fn(count_request))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -129,6 +130,45 @@ pub fn app(state: Arc<WebFront>) -> Router {
         ))
         .layer(set(header::CONTENT_SECURITY_POLICY, csp))
         .with_state(state)
+}
+
+/// Counts a request by its route template (never its path, which holds the token).
+async fn count_request(
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = crate::metrics::HttpLabels {
+        route,
+        status: response.status().as_u16(),
+    };
+    crate::metrics::get().http.get_or_create(&labels).inc();
+    response
+}
+
+/// Serves the metrics on `listener` until `shutdown` resolves: `GET /metrics` in the
+/// OpenMetrics text format, for Prometheus.
+pub async fn serve_metrics(
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let router = Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                crate::metrics::get().encode(),
+            )
+        }),
+    );
+    server::serve("metrics", listener, None, router, 16, shutdown).await
 }
 
 /// Loads the TLS certificate and key when configured, so that a bad file stops the daemon
@@ -170,5 +210,5 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let max_connections = state.current().config.max_connections;
-    server::serve(listener, tls, app(state), max_connections, shutdown).await
+    server::serve("web", listener, tls, app(state), max_connections, shutdown).await
 }

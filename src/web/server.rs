@@ -38,8 +38,10 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// The pause after an accept error, so that a full fd table does not spin the loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves; its connections count in the
+/// open-connections gauge as `name`.
 pub async fn serve(
+    name: &'static str,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
@@ -68,6 +70,7 @@ pub async fn serve(
         };
         let (router, tls, stopping) = (router.clone(), tls.clone(), stopping.clone());
         tokio::spawn(async move {
+            let _open = crate::metrics::OpenConnection::new(name);
             if let Err(error) = connection(stream, peer, tls, router, stopping).await {
                 debug!(%peer, %error, "web connection ended");
             }

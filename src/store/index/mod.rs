@@ -23,7 +23,9 @@
 mod table;
 
 use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture};
-use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
+use crate::consent::{
+    Address, Change, Channel, ConsentRecord, ConsentValue, Effect, HistoryEntry, Scope,
+};
 use std::{
     collections::HashMap,
     sync::{
@@ -117,6 +119,9 @@ impl IndexedStore {
         }
         let loaded = Table::build(entries);
         let count = loaded.len();
+        crate::metrics::get()
+            .index_entries
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(count)
     }
@@ -126,9 +131,14 @@ impl IndexedStore {
         let _one = self.catching_up.lock().await;
         // Noted before reading: a commit during the read changes the token again.
         let token = self.inner.change_token().unwrap_or(0);
+        let mut behind = 0usize;
         loop {
             let from = self.watermark.load(Ordering::Acquire);
             let (changes, last) = self.inner.changes_since(from, PAGE).await?;
+            behind += changes.len();
+            crate::metrics::get()
+                .index_lag
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
             self.set(
                 changes
                     .iter()
@@ -137,6 +147,12 @@ impl IndexedStore {
             self.watermark.fetch_max(last, Ordering::AcqRel);
             if changes.len() < PAGE as usize {
                 self.synced.store(token, Ordering::Release);
+                let metrics = crate::metrics::get();
+                metrics.index_lag.set(0);
+                let entries = self.table.read().unwrap_or_else(|e| e.into_inner()).len();
+                metrics
+                    .index_entries
+                    .set(i64::try_from(entries).unwrap_or(i64::MAX));
                 return Ok(());
             }
         }
@@ -215,7 +231,22 @@ impl ConsentStore for IndexedStore {
 
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         Box::pin(async move {
-            let recorded = self.inner.record(changes).await?;
+            let metrics = crate::metrics::get();
+            let started = std::time::Instant::now();
+            let recorded = self.inner.record(changes).await.inspect_err(|_| {
+                metrics.store_errors.inc();
+            })?;
+            metrics
+                .store_write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            for (change, outcome) in changes.iter().zip(&recorded) {
+                if *outcome == Recorded::Changed && change.value.effect() == Effect::Blocks {
+                    let source = crate::metrics::SourceLabels {
+                        source: change.source.as_str(),
+                    };
+                    metrics.opt_outs.get_or_create(&source).inc();
+                }
+            }
             self.set(
                 changes
                     .iter()
