@@ -7,9 +7,11 @@
 //! - The text may be UTF-8 (with or without the BOM Excel writes) or UTF-16 with a BOM
 //!   (Excel's "Unicode text").
 //! - A quoted field that runs over a line end is taken only in this program's own export
-//!   format and only when the row then has all its fields; anywhere else it is an
-//!   unbalanced quote, reported at the line where it starts, and reading resumes at the
-//!   next line, so one stray `"` cannot swallow the rest of the file.
+//!   format (its evidence may hold line breaks), over at most 50 lines; anywhere else it
+//!   is an unbalanced quote, reported at its line, and reading resumes at the next line,
+//!   so one stray `"` cannot swallow the rest of the file. Reading stays linear in the
+//!   file's size whatever it holds (the fuzzer found a quadratic case in an earlier
+//!   version).
 //! - A `status` column (listmonk's `blocklisted`, Mailchimp's `unsubscribed` or `cleaned`)
 //!   is honoured when importing opt-outs: rows whose status is not an opt-out are skipped
 //!   and counted, never turned into opt-outs.
@@ -165,7 +167,6 @@ pub fn read(mut input: impl Read, purpose: Purpose) -> Result<Table, ImportError
     };
     let layout = Layout {
         delimiter,
-        fields: header.len(),
         address: column,
         status,
         exported,
@@ -283,58 +284,65 @@ fn plain_list(text: &str, first_line: u64, skip_first: bool) -> Table {
 /// Where things are in the rows of a CSV file.
 struct Layout {
     delimiter: u8,
-    fields: usize,
     address: usize,
     status: Option<usize>,
     exported: bool,
 }
 
-/// The rows of `text`, whose first line is line `first_line` of the file.
+/// The most lines one record of a `consent export` may span (its evidence may hold line
+/// breaks); a quote still open after that is unbalanced.
+const MAX_RECORD_LINES: usize = 50;
+
+/// The rows of `text`, whose first line is line `first_line` of the file. Records are
+/// assembled line by line: a line whose quotes are balanced is a record; in the export
+/// format, lines are joined while a quote is open (up to [`MAX_RECORD_LINES`]). An
+/// unbalanced quote is reported at its line, and reading goes on at the next line, so the
+/// work is linear in the file whatever it holds.
 fn csv_rows(text: &str, first_line: u64, layout: &Layout) -> Vec<Row> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut rows = Vec::new();
-    let (mut offset, mut base_line) = (0usize, first_line);
-    'restart: while offset < text.len() {
+    let mut i = 0;
+    while i < lines.len() {
+        let line = first_line + i as u64;
+        let mut end = i + 1;
+        let mut open = odd_quotes(lines[i]);
+        if layout.exported {
+            while open && end < lines.len() && end - i < MAX_RECORD_LINES {
+                open ^= odd_quotes(lines[end]);
+                end += 1;
+            }
+        }
+        if open {
+            rows.push((
+                line,
+                Err("unbalanced quote: a quoted field is not closed".into()),
+            ));
+            i += 1;
+            continue;
+        }
+        let record_text = lines[i..end].concat();
+        i = end;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(layout.delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(&text.as_bytes()[offset..]);
+            .from_reader(record_text.as_bytes());
         let mut record = csv::StringRecord::new();
-        loop {
-            let start = reader.position().clone();
-            let line = base_line + start.line() - 1;
-            match reader.read_record(&mut record) {
-                Ok(false) => break 'restart,
-                Ok(true) => {}
-                Err(e) => {
-                    rows.push((line, Err(e.to_string())));
-                    continue;
-                }
+        match reader.read_record(&mut record) {
+            Ok(true) if record.iter().any(|f| !f.trim().is_empty()) => {
+                rows.push((line, item(&record, layout)));
             }
-            let spanned = reader.position().line() - start.line();
-            let whole_export_row = layout.exported && record.len() == layout.fields;
-            if spanned > 1 && !whole_export_row {
-                rows.push((
-                    line,
-                    Err(format!(
-                        "unbalanced quote: a quoted field runs over {} lines; read again from line {}",
-                        spanned - 1,
-                        line + 1
-                    )),
-                ));
-                let start_byte = usize::try_from(start.byte()).unwrap_or(usize::MAX);
-                let rest = &text[offset + start_byte..];
-                offset += start_byte + rest.find('\n').map_or(rest.len(), |i| i + 1);
-                base_line = line + 1;
-                continue 'restart;
-            }
-            if record.iter().all(|f| f.trim().is_empty()) {
-                continue;
-            }
-            rows.push((line, item(&record, layout)));
+            Ok(_) => {}
+            Err(e) => rows.push((line, Err(e.to_string()))),
         }
     }
     rows
+}
+
+/// Whether `line` holds an odd number of `"`: a quoted field stays open past its end
+/// (a doubled `""` inside quotes counts twice).
+fn odd_quotes(line: &str) -> bool {
+    line.bytes().filter(|&b| b == b'"').count() % 2 == 1
 }
 
 /// What a CSV record asks for.
