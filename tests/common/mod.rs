@@ -72,7 +72,11 @@ pub async fn start_with(
         .expect("bind");
     let addr = local_addr(&bound.listener).expect("tcp listener");
     let (tx, rx) = oneshot::channel::<()>();
-    let milter = Arc::new(milter_for(config, wrap(store.clone())));
+    // The production stack: the consent index in front of the (possibly wrapped) store.
+    let indexed: Arc<dyn ConsentStore> = store::index::IndexedStore::wrap(wrap(store.clone()))
+        .await
+        .expect("index");
+    let milter = Arc::new(milter_for(config, indexed));
     let shared = Arc::new(milter::SharedMilter::new(milter.clone()));
     let task = tokio::spawn(milter::run(bound, shared, async {
         let _ = rx.await;
