@@ -165,15 +165,50 @@ pub fn get() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
+/// The metrics the milter touches on every connection and message, resolved once.
+pub struct Hot {
+    pub marketing: Counter,
+    pub transactional: Counter,
+    pub unsubscribe: Counter,
+    pub milter_connections: Gauge,
+}
+
+/// The milter's per-message metrics.
+pub fn hot() -> &'static Hot {
+    static HOT: OnceLock<Hot> = OnceLock::new();
+    HOT.get_or_init(|| {
+        let m = get();
+        Hot {
+            marketing: Metrics::kind(&m.messages, "marketing"),
+            transactional: Metrics::kind(&m.messages, "transactional"),
+            unsubscribe: Metrics::kind(&m.messages, "unsubscribe"),
+            milter_connections: m
+                .connections
+                .get_or_create(&Kind { kind: "milter" })
+                .clone(),
+        }
+    })
+}
+
 /// Counts an open connection of `listener` until dropped.
 pub struct OpenConnection(Gauge);
 
 impl OpenConnection {
     pub fn new(listener: &'static str) -> Self {
-        let gauge = get()
-            .connections
-            .get_or_create(&Kind { kind: listener })
-            .clone();
+        Self::counting(
+            get()
+                .connections
+                .get_or_create(&Kind { kind: listener })
+                .clone(),
+        )
+    }
+
+    /// A milter connection, without a label lookup.
+    pub fn milter() -> Self {
+        Self::counting(hot().milter_connections.clone())
+    }
+
+    fn counting(gauge: Gauge) -> Self {
         gauge.inc();
         Self(gauge)
     }

@@ -24,7 +24,11 @@ use std::{
     ffi::{CStr, CString},
     sync::Arc,
 };
-use tracing::{Instrument, Span, error, field::Empty, info_span, warn};
+use tracing::{
+    Instrument, Span, error,
+    field::{Empty, display},
+    info_span, warn,
+};
 
 /// Per-connection data: the settings it began with, the session, and the replies the MTA
 /// agreed to do without.
@@ -38,6 +42,8 @@ pub struct Connection {
     activity: Arc<Activity>,
     /// Counted in the open-connections gauge while it lives.
     _open: crate::metrics::OpenConnection,
+    /// The queue id last put in the span: Postfix repeats it at every RCPT and at the end.
+    queue_id: String,
     noreply: ProtoOpts,
     /// The MTA accepts `Skip` for the rest of the body.
     skip: bool,
@@ -66,8 +72,11 @@ pub fn build(shared: Arc<SharedMilter>, activity: Arc<Activity>) -> Callbacks<Co
             Box::pin(negotiate(cx, conn, actions, opts))
         })
         .on_connect(move |cx, _, socket| {
-            let conn = Connection::new(s2.load_full(), activity.clone());
-            Box::pin(async move { connect(cx, conn, socket) })
+            // Negotiation made the connection; only an MTA that skipped it needs one here.
+            if cx.data.is_none() {
+                cx.data = Some(Connection::new(s2.load_full(), activity.clone()));
+            }
+            Box::pin(async move { connect(cx, socket) })
         })
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
         .on_rcpt(|cx, args| {
@@ -111,9 +120,19 @@ impl Connection {
             session: Session::default(),
             busy: false,
             activity,
-            _open: crate::metrics::OpenConnection::new("milter"),
+            _open: crate::metrics::OpenConnection::milter(),
+            queue_id: String::new(),
             noreply: ProtoOpts::empty(),
             skip: false,
+        }
+    }
+
+    /// Puts `queue_id` in the span when it is new.
+    fn note_queue_id(&mut self, queue_id: &str) {
+        if self.queue_id != queue_id {
+            self.queue_id.clear();
+            self.queue_id.push_str(queue_id);
+            self.span.record("queue_id", queue_id);
         }
     }
 
@@ -158,10 +177,12 @@ async fn negotiate(
     Status::Continue
 }
 
-fn connect(cx: &mut Context<Connection>, conn: Connection, socket: SocketInfo) -> Status {
-    let conn = cx.data.get_or_insert(conn);
+fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
+    let Some(conn) = &mut cx.data else {
+        return Status::Tempfail;
+    };
     match &socket {
-        SocketInfo::Inet(addr) => conn.span.record("client", addr.ip().to_string()),
+        SocketInfo::Inet(addr) => conn.span.record("client", display(addr.ip())),
         SocketInfo::Unix(path) => conn.span.record("client", path.to_string_lossy().as_ref()),
         SocketInfo::Unknown => conn.span.record("client", "local"),
     };
@@ -233,7 +254,7 @@ async fn eom(cx: &mut EomContext<Connection>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    conn.span.record("queue_id", queue_id.as_str());
+    conn.note_queue_id(&queue_id);
     let plan = conn.session.eom(&conn.milter).await;
     conn.done();
     if let Err(e) = apply(&cx.actions, &plan).await {

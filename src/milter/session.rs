@@ -259,15 +259,12 @@ impl Session {
         };
         let unsubscribe_mail = !message.intake_rcpts.is_empty();
         let list = message.header_list.clone().or(message.sender_list.clone());
-        let class = match (unsubscribe_mail, &list) {
-            (true, _) => "unsubscribe",
-            (false, Some(_)) => "marketing",
-            (false, None) => "transactional",
+        let hot = metrics::hot();
+        match (unsubscribe_mail, &list) {
+            (true, _) => hot.unsubscribe.inc(),
+            (false, Some(_)) => hot.marketing.inc(),
+            (false, None) => hot.transactional.inc(),
         };
-        metrics::get()
-            .messages
-            .get_or_create(&metrics::Kind { kind: class })
-            .inc();
         if unsubscribe_mail
             && let Some(done) = take_unsubscribe_mail(milter, &mut message, &mut plan).await
         {
