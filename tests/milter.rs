@@ -367,7 +367,11 @@ async fn serves_unix_domain_sockets() {
 }
 
 /// The real store behind a delay: a database that answers, but too late.
+/// A store that answers reads after 5 s: the consent index cannot load from it either, so
+/// the milter's lookups reach the store and its timeout.
 struct Slow(Arc<dyn ConsentStore>);
+
+const SLOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ConsentStore for Slow {
     fn scoped_values<'a>(
@@ -377,7 +381,7 @@ impl ConsentStore for Slow {
         list: &'a Scope,
     ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
         Box::pin(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            tokio::time::sleep(SLOW).await;
             self.0.scoped_values(address, channel, list).await
         })
     }
@@ -408,14 +412,20 @@ impl ConsentStore for Slow {
         after: Option<&'a RecordKey>,
         limit: u32,
     ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>> {
-        self.0.values(after, limit)
+        Box::pin(async move {
+            tokio::time::sleep(SLOW).await;
+            self.0.values(after, limit).await
+        })
     }
     fn changes_since(
         &self,
         after_id: i64,
         limit: u32,
     ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
-        self.0.changes_since(after_id, limit)
+        Box::pin(async move {
+            tokio::time::sleep(SLOW).await;
+            self.0.changes_since(after_id, limit).await
+        })
     }
     fn last_history_id(&self) -> StoreFuture<'_, i64> {
         self.0.last_history_id()

@@ -14,20 +14,9 @@ use std::{
     time::Duration,
 };
 
-const CONFIG: &str = r#"
-[milter]
-socket = "inet:127.0.0.1:@PORT@"
-
-[store]
-url = "sqlite:@DIR@/consent.db"
-
-[[classify.senders]]
-sender = "news@example.com"
-list = "weekly-news"
-"#;
-
+/// The shared daemon config (the milter, the store and the token key in `dir`).
 fn daemon(dir: &std::path::Path) -> Daemon {
-    Daemon::start(dir, &CONFIG.replace("@DIR@", &dir.to_string_lossy()))
+    Daemon::start(dir, &daemon_config(dir, ""))
 }
 
 fn message(id: &str, extra_headers: &str) -> String {
