@@ -38,6 +38,9 @@ pub struct MilterSection {
     pub on_store_error: String,
     /// Longest wait for one store operation, as a duration (`2s`, `500ms`).
     pub store_timeout: String,
+    /// Longest wait for the MTA's next milter message on a negotiated connection, which
+    /// lives as long as the SMTP session: at least the MTA's own wait for an SMTP client.
+    pub idle_timeout: String,
     /// `reject` or `discard` a header-classified message when every recipient opted out.
     pub all_opted_out: String,
     /// Most MTA connections served at once.
@@ -55,6 +58,7 @@ impl Default for MilterSection {
             socket: default_socket(),
             on_store_error: "tempfail".into(),
             store_timeout: "2s".into(),
+            idle_timeout: "330s".into(),
             all_opted_out: "reject".into(),
             max_connections: 512,
             socket_mode: default_socket_mode(),

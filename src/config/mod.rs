@@ -97,6 +97,8 @@ pub struct MilterConfig {
     pub socket: SocketSpec,
     pub on_store_error: OnStoreError,
     pub store_timeout: Duration,
+    /// How long a negotiated connection may wait for the MTA's next message.
+    pub idle_timeout: Duration,
     pub all_opted_out: AllOptedOut,
     pub max_connections: usize,
     /// The mode and group of a `unix:` socket.
@@ -250,6 +252,14 @@ impl Config {
         if store_timeout.is_zero() {
             return Err(invalid("milter.store_timeout", &"must be longer than zero"));
         }
+        let idle_timeout = humantime::parse_duration(&m.idle_timeout)
+            .map_err(|e| invalid("milter.idle_timeout", &e))?;
+        if idle_timeout < Duration::from_secs(60) {
+            return Err(invalid(
+                "milter.idle_timeout",
+                &"must be at least 60s: an MTA keeps the connection for its whole SMTP session",
+            ));
+        }
         let all_opted_out = match m.all_opted_out.as_str() {
             "reject" => AllOptedOut::Reject,
             "discard" => AllOptedOut::Discard,
@@ -354,6 +364,7 @@ impl Config {
                 socket,
                 on_store_error,
                 store_timeout,
+                idle_timeout,
                 all_opted_out,
                 max_connections: m.max_connections,
                 socket_permissions,
@@ -395,6 +406,10 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.milter.socket.to_string(), "inet:127.0.0.1:8899");
         assert_eq!(c.milter.on_store_error, OnStoreError::Tempfail);
+        assert_eq!(c.milter.idle_timeout, Duration::from_secs(330));
+        // Sendmail waits an hour for a slow SMTP client; the milter must wait as long.
+        let sendmail = parse("[milter]\nidle_timeout = \"3660s\"").unwrap();
+        assert_eq!(sendmail.milter.idle_timeout, Duration::from_secs(3660));
         assert_eq!(c.consent.default, DefaultConsent::Yes);
         assert_eq!(c.classifier.list_header, "X-Optout-List");
         assert_eq!(c.addresses, AddressPolicy::default());
@@ -418,6 +433,8 @@ mod tests {
                 "milter.on_store_error",
             ),
             ("[milter]\nstore_timeout = \"soon\"", "milter.store_timeout"),
+            ("[milter]\nidle_timeout = \"10s\"", "milter.idle_timeout"),
+            ("[milter]\nidle_timeout = \"later\"", "milter.idle_timeout"),
             ("[consent]\ndefault = \"yes\"", "consent.default"),
             (
                 "[addresses]\nsubaddress_separator = \"++\"",

@@ -34,6 +34,11 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
         "milter.socket_mode / socket_group",
         old.milter.socket_permissions != new.milter.socket_permissions,
     );
+    restart(
+        "milter.idle_timeout",
+        old.milter.idle_timeout != new.milter.idle_timeout,
+    );
+    new.milter.idle_timeout = old.milter.idle_timeout;
     new.milter.socket = old.milter.socket.clone();
     new.milter.max_connections = old.milter.max_connections;
     new.milter.socket_permissions = old.milter.socket_permissions;
@@ -158,6 +163,10 @@ mod tests {
         assert_eq!(changes.need_restart, ["milter.socket"]);
         assert_eq!(changes.applied, ["[milter]", "[classify]"]);
         assert_eq!(kept.classifier.sender_rules.len(), 1);
+        let longer = parse("[milter]\nsocket = \"inet:127.0.0.1:1\"\nidle_timeout = \"1h\"\n");
+        let (kept, changes) = reconcile(&old, longer);
+        assert_eq!(changes.need_restart, ["milter.idle_timeout"]);
+        assert_eq!(kept.milter.idle_timeout, old.milter.idle_timeout);
         let (_, none) = reconcile(&old, parse("[milter]\nsocket = \"inet:127.0.0.1:1\"\n"));
         assert_eq!(none, Changes::default());
     }

@@ -14,7 +14,7 @@
 //!
 //! Between messages a negotiated connection may idle as long as the MTA's SMTP client
 //! does (the milter's connection lives as long as the SMTP session):
-//! [`super::IDLE_TIMEOUT`].
+//! `[milter] idle_timeout`.
 
 use std::{
     io,

@@ -58,18 +58,12 @@ impl Milter {
     }
 }
 
-/// How long a negotiated connection may wait for the MTA's next message. The milter's
-/// connection lasts as long as the SMTP session, and an SMTP client may idle between
-/// commands for Postfix's `smtpd_timeout` (300 s by default; Sendmail's command timeouts
-/// are alike), so a little more than that. indymilter's default is two hours.
-pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
-
 /// Serves milter connections on `bound` until `shutdown` resolves; then stops accepting,
 /// lets transactions in flight finish (within [`drain::DRAIN`]), and ends the sessions.
 pub async fn run(bound: Bound, milter: Arc<SharedMilter>, shutdown: impl Future) -> io::Result<()> {
     let config = indymilter::Config {
         max_connections: milter.load().config.milter.max_connections,
-        connection_timeout: IDLE_TIMEOUT,
+        connection_timeout: milter.load().config.milter.idle_timeout,
         ..Default::default()
     };
     let activity = Arc::new(drain::Activity::default());
