@@ -23,13 +23,15 @@
 //! - [`token`]: unsubscribe tokens and their keys; [`headers`]: the header values;
 //!   [`unsubscribe`]: minting and honouring tokens against the store.
 //! - [`import`]: reading address lists and ESP exports.
-//! - [`socket`]: socket specifications as Postfix and Sendmail write them.
+//! - [`socket`]: socket specifications as Postfix and Sendmail write them; [`identity`]:
+//!   which file is at a path (the store's, a socket's).
 
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod headers;
+pub mod identity;
 pub mod import;
 pub mod intake;
 pub mod lmtp;

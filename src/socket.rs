@@ -6,6 +6,7 @@
 //! binds the Unix kind, for the milter and LMTP alike, with the mode and group the MTA's
 //! processes need ([`UnixPermissions`]), and [`UnixSocket`] removes it again on exit.
 
+use crate::identity::FileIdentity;
 use std::{
     fmt, io,
     net::SocketAddr,
@@ -92,16 +93,15 @@ pub fn group_id(name: &str) -> Result<u32, String> {
 #[derive(Debug)]
 pub struct UnixSocket {
     path: PathBuf,
-    dev: u64,
-    ino: u64,
+    identity: FileIdentity,
 }
 
 impl UnixSocket {
     /// Removes the socket file if it is still the one bound.
     pub fn remove(&self) {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::FileTypeExt;
         let same = std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
+            .is_ok_and(|m| m.file_type().is_socket() && FileIdentity::of(&m) == self.identity);
         if same {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -113,7 +113,7 @@ pub fn bind_unix_with(
     path: &Path,
     permissions: UnixPermissions,
 ) -> io::Result<(tokio::net::UnixListener, UnixSocket)> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let listener = bind_unix(path)?;
     let context = |what: &str, e: io::Error| {
         io::Error::new(
@@ -129,8 +129,7 @@ pub fn bind_unix_with(
     let meta = std::fs::symlink_metadata(path)?;
     let socket = UnixSocket {
         path: path.to_owned(),
-        dev: meta.dev(),
-        ino: meta.ino(),
+        identity: FileIdentity::of(&meta),
     };
     Ok((listener, socket))
 }

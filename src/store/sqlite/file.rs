@@ -4,15 +4,16 @@
 //! SQLite keeps working on a file that was deleted or replaced under it: its open file
 //! descriptors still point at the old inode. Commits then succeed into a file nobody will
 //! ever open again, while a restart would start from whatever is at the path now. So the
-//! store remembers the device and inode it opened and checks them after every commit
+//! store remembers the identity of the file it opened ([`FileIdentity`]) and checks them after every commit
 //! (before any caller is told the write is durable) and whenever it is asked; once they
 //! differ the store is *lost* for good, and every operation fails.
 
 use super::super::StoreError;
+use crate::identity::FileIdentity;
 use std::{
     fs,
     io::{self, ErrorKind},
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -21,8 +22,7 @@ use std::{
 #[derive(Debug)]
 pub struct DbFile {
     path: PathBuf,
-    dev: u64,
-    ino: u64,
+    identity: FileIdentity,
     lost: AtomicBool,
 }
 
@@ -57,8 +57,7 @@ impl DbFile {
         })?;
         Ok(Self {
             path: path.to_owned(),
-            dev: meta.dev(),
-            ino: meta.ino(),
+            identity: FileIdentity::of(&meta),
             lost: AtomicBool::new(false),
         })
     }
@@ -67,7 +66,7 @@ impl DbFile {
     pub fn check(&self) -> Result<(), StoreError> {
         if !self.lost.load(Ordering::Relaxed) {
             match fs::metadata(&self.path) {
-                Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => return Ok(()),
+                Ok(meta) if FileIdentity::of(&meta) == self.identity => return Ok(()),
                 // A transient failure to stat (say, EINTR) does not prove the file gone.
                 Err(e) if !matches!(e.kind(), ErrorKind::NotFound) && is_transient(&e) => {
                     return Ok(());
