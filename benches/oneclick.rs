@@ -6,9 +6,9 @@
 
 use optout_milter::{
     config::{Config, Overrides},
+    daemon::{self, App, Listeners},
     store,
     unsubscribe::Unsubscribe,
-    web::{self, WebState},
 };
 use std::{
     io::Write,
@@ -44,7 +44,7 @@ async fn run(connections: u32) {
     );
     let overrides = Overrides {
         store_url: Some(db.clone()),
-        socket: None,
+        socket: Some("inet:127.0.0.1:0".to_owned()),
     };
     let config = Config::parse(Path::new("bench.toml"), &config, &overrides).expect("config");
     let store = store::open_or_create(&db).await.expect("store");
@@ -83,15 +83,14 @@ async fn run(connections: u32) {
     drop(tokens);
     eprintln!("filled {SUBJECTS} token subjects in {:.1?}", fill.elapsed());
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("port").port();
-    let state = Arc::new(web::WebFront::new(WebState::new(
-        config.web.clone().expect("web"),
-        store.clone(),
-        unsubscribe,
-    )));
-    let server = tokio::spawn(web::serve(listener, None, state, std::future::pending()));
-
+    // The daemon as `serve` runs it, built once the subjects are in.
+    let app = App::build(config, overrides, store.clone())
+        .await
+        .expect("assemble");
+    let listeners = Listeners::bind(app.config()).await.expect("bind");
+    let port = listeners.web_addr().expect("web front").port();
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    let server = tokio::spawn(daemon::run(app, listeners, reloads, std::future::pending()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wrk/oneclick.lua");
     let wrk = tokio::task::spawn_blocking(move || {
         Command::new("wrk")

@@ -165,11 +165,9 @@ fn null_milter() -> u16 {
             .expect("runtime");
         runtime.block_on(async move {
             let spec = "inet:127.0.0.1:0".parse().expect("socket");
-            let bound = optout_milter::milter::bind(&spec, Default::default())
-                .await
-                .expect("bind");
-            let listener = bound.listener;
-            let addr = optout_milter::milter::listener::local_addr(&listener).expect("addr");
+            let socket = optout_milter::milter::bind(&spec, Default::default()).expect("bind");
+            let addr = socket.local_addr().expect("addr");
+            let listener = socket.into_bound().expect("register").listener;
             tx.send(addr.port()).expect("port");
             let callbacks = indymilter::Callbacks::<()>::new()
                 .on_eom(|_| Box::pin(async { indymilter::Status::Continue }));

@@ -11,6 +11,8 @@
 //! store; the domain knows nothing of milters, SQL or the command line.
 //!
 //! - [`cli`]: the command line (`serve`, `check-config`, `consent ...`, `ingest`).
+//! - [`daemon`]: the daemon assembled once ([`daemon::App`]), its sockets and its run
+//!   loop, for `serve`, the tests and the benches alike.
 //! - [`milter`]: the milter protocol adapter, its per-connection [`milter::session`] and
 //!   the socket it listens on.
 //! - [`web`]: the one-click endpoint and the landing page; [`lmtp`]: the LMTP server for
@@ -30,6 +32,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod daemon;
 pub mod headers;
 pub mod identity;
 pub mod import;

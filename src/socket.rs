@@ -112,7 +112,7 @@ impl UnixSocket {
 pub fn bind_unix_with(
     path: &Path,
     permissions: UnixPermissions,
-) -> io::Result<(tokio::net::UnixListener, UnixSocket)> {
+) -> io::Result<(std::os::unix::net::UnixListener, UnixSocket)> {
     use std::os::unix::fs::PermissionsExt;
     let listener = bind_unix(path)?;
     let context = |what: &str, e: io::Error| {
@@ -136,9 +136,9 @@ pub fn bind_unix_with(
 
 /// Binds a Unix socket at `path`, first removing a socket file left there by an earlier
 /// run (never a file of another kind, and never a socket that a process still answers
-/// on: a second instance must not steal the first one's MTA). Must be called inside a
-/// tokio runtime.
-pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
+/// on: a second instance must not steal the first one's MTA). The listener is
+/// non-blocking, ready for an event loop on any thread.
+pub fn bind_unix(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     let socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
     if socket {
@@ -153,7 +153,9 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    tokio::net::UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 fn parse_inet(rest: &str) -> Option<SocketAddr> {

@@ -426,3 +426,73 @@ async fn a_mail_without_token_from_an_unauthenticated_sender_gets_a_link_to_conf
         "{warnings:?}"
     );
 }
+
+/// One intake (issue 12): the milter and the LMTP server hand unsubscribe mails to the
+/// same one, and a reload keeps what it remembers, so that a forged sender gets at most
+/// one confirmation link an hour, whichever way and however often the mail came.
+#[tokio::test]
+async fn the_milter_and_lmtp_share_one_intake_across_reloads() {
+    use optout_milter::{
+        config::{Config, Overrides},
+        daemon::App,
+        store,
+    };
+    use std::sync::Arc;
+    let test = "the_milter_and_lmtp_share_one_intake_across_reloads";
+    if !common::mta::require(test, &["/usr/sbin/smtp-sink"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = common::mta::Sink::start(&dir.path().join("sink"));
+    let config_text = |subject: &str| {
+        format!(
+            "[unsubscribe]\nhttps_base = \"https://unsubscribe.example.com\"\n\
+             mailto = \"unsubscribe@example.com\"\ngenerate_missing_key = true\n\
+             [[unsubscribe.keys]]\nid = 1\nfile = \"{dir}/token.key\"\n\
+             [intake]\nmilter = true\nlmtp = \"inet:127.0.0.1:0\"\n\
+             [intake.confirmation]\nrelay = \"127.0.0.1:{port}\"\nfrom = \"no-reply@example.com\"\n\
+             request_subject = \"{subject}\"\n",
+            dir = dir.path().display(),
+            port = sink.port,
+        )
+    };
+    let path = dir.path().join("optout-milter.toml");
+    std::fs::write(&path, config_text("Confirm, please")).unwrap();
+    let overrides = Overrides {
+        store_url: Some(format!("sqlite:{}", dir.path().join("c.db").display())),
+        socket: Some("inet:127.0.0.1:0".into()),
+    };
+    let config = Config::load(&path, &overrides).unwrap();
+    let opened = store::open_or_create(&config.store_url).await.unwrap();
+    let mut app = App::build(config, overrides, opened).await.unwrap();
+    let by_milter = app.milter().load().intake.clone().unwrap();
+    let by_lmtp = app.intake().unwrap().load_full();
+    assert!(Arc::ptr_eq(&by_milter, &by_lmtp), "two intakes");
+
+    let raw = b"From: reader@example.org\r\nTo: unsubscribe@example.com\r\n\
+                Subject: unsubscribe\r\n\r\nStop.\r\n";
+    let envelope = Envelope {
+        sender: Some("reader@example.org".into()),
+        recipients: vec!["unsubscribe@example.com".into()],
+    };
+    let first = by_lmtp.process(&envelope, raw).await.unwrap();
+    assert!(
+        matches!(first, Outcome::ConfirmationRequested(_)),
+        "{first:?}"
+    );
+    sink.wait_delivered("Confirm, please");
+
+    std::fs::write(&path, config_text("Confirm again")).unwrap();
+    app.reload().unwrap();
+    let reloaded = app.milter().load().intake.clone().unwrap();
+    assert!(
+        !Arc::ptr_eq(&reloaded, &by_milter),
+        "the reload swapped the intake"
+    );
+    assert!(Arc::ptr_eq(&reloaded, &app.intake().unwrap().load_full()));
+    let again = reloaded.process(&envelope, raw).await.unwrap();
+    assert!(
+        matches!(&again, Outcome::Ignored(reason) if reason.contains("hour")),
+        "{again:?}"
+    );
+}

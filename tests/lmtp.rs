@@ -6,10 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::intake::{IntakeFixture, intake_fixture};
-use optout_milter::{consent::ConsentValue, lmtp};
+use optout_milter::{
+    consent::ConsentValue,
+    daemon::{self, Listeners},
+};
 use std::time::SystemTime;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -26,22 +27,12 @@ struct Server {
 }
 
 async fn server() -> Server {
-    let f = intake_fixture(INTAKE).await;
-    let socket = f
-        .config
-        .intake
-        .as_ref()
-        .and_then(|i| i.lmtp.clone())
-        .unwrap();
-    let listener = lmtp::Listener::bind(&socket, Default::default())
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(lmtp::run(
-        listener,
-        Arc::new(lmtp::SharedIntake::new(f.intake.clone())),
-        std::future::pending(),
-    ));
+    let mut f = intake_fixture(INTAKE).await;
+    let app = f.app.take().unwrap();
+    let listeners = Listeners::bind(app.config()).await.unwrap();
+    let port = listeners.lmtp_addr().unwrap().port();
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(daemon::run(app, listeners, reloads, std::future::pending()));
     Server { port, f }
 }
 

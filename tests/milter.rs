@@ -325,9 +325,9 @@ async fn unnormalizable_recipients_and_senders_never_break_the_session() {
 async fn serves_unix_domain_sockets() {
     use optout_milter::{
         config::{Config, Overrides},
-        milter, store,
+        daemon::{self, App, Listeners},
+        store,
     };
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("milter.sock");
     let overrides = Overrides {
@@ -337,13 +337,11 @@ async fn serves_unix_domain_sockets() {
     let text = "[[classify.senders]]\nsender = \"news@example.com\"\n";
     let config = Config::parse(std::path::Path::new("t"), text, &overrides).unwrap();
     let store = store::open_or_create(&config.store_url).await.unwrap();
-    let bound = milter::bind(&config.milter.socket, Default::default())
-        .await
-        .unwrap();
-    let m = Arc::new(common::milter_for(config, store.clone()));
+    let app = App::build(config, overrides, store).await.unwrap();
+    let listeners = Listeners::bind(app.config()).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let shared = Arc::new(milter::SharedMilter::new(m));
-    let task = tokio::spawn(milter::run(bound, shared, async {
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(daemon::run(app, listeners, reloads, async {
         let _ = rx.await;
     }));
     let mut conn = TestConnection::configure()
@@ -364,6 +362,7 @@ async fn serves_unix_domain_sockets() {
     conn.close().await.unwrap();
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
+    assert!(!socket.exists(), "the socket file is removed at the end");
 }
 
 /// The real store behind a delay: a database that answers, but too late.

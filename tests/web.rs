@@ -12,9 +12,10 @@ use http_body_util::BodyExt;
 use optout_milter::{
     config::{Config, Overrides},
     consent::{AddressPolicy, ConsentValue, Scope, Source},
+    daemon::App,
     store::{self, ConsentStore},
     unsubscribe::Unsubscribe,
-    web::{WebFront, WebState, app},
+    web::app,
 };
 use std::{
     net::SocketAddr,
@@ -62,15 +63,13 @@ async fn fixture(web_keys: &str) -> Fixture {
     };
     let config = Config::parse(Path::new("test.toml"), &text, &overrides).unwrap();
     let store = store::open_or_create(&db_url).await.unwrap();
-    let unsubscribe = Arc::new(Unsubscribe::load(config.unsubscribe.clone().unwrap()).unwrap());
-    let state = WebState::new(
-        config.web.clone().unwrap(),
-        store.clone(),
-        unsubscribe.clone(),
-    );
+    // The web front as the daemon assembles it (the consent index included).
+    let daemon = App::build(config, overrides, store.clone()).await.unwrap();
+    let front = daemon.web().unwrap().clone();
+    let unsubscribe = front.current().unsubscribe.clone();
     let peer: SocketAddr = "192.0.2.44:50000".parse().unwrap();
     Fixture {
-        app: app(Arc::new(WebFront::new(state))).layer(MockConnectInfo(peer)),
+        app: app(front).layer(MockConnectInfo(peer)),
         store,
         unsubscribe,
         db_url,

@@ -167,7 +167,7 @@ pub enum CliError {
     #[error("{bad} of {total} rows could not be imported (listed above); the others were")]
     BadRows { bad: usize, total: usize },
     #[error(transparent)]
-    Serve(#[from] serve::ServeError),
+    Serve(#[from] crate::daemon::DaemonError),
     #[error(transparent)]
     Key(#[from] crate::token::KeyError),
     #[error("invalid token")]

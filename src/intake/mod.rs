@@ -119,9 +119,12 @@ pub struct Intake {
     addresses: AddressPolicy,
     confirmer: Option<Confirmer>,
     /// When a confirmation link last went to each address, so that a flood of forged
-    /// requests cannot make the relay mail anyone more than once an hour.
-    requested: std::sync::Mutex<std::collections::HashMap<Address, std::time::Instant>>,
+    /// requests cannot make the relay mail anyone more than once an hour. Shared with the
+    /// intakes that replace this one at a reload.
+    requested: Arc<Requested>,
 }
+
+type Requested = std::sync::Mutex<std::collections::HashMap<Address, std::time::Instant>>;
 
 /// The least time between two confirmation links to one address.
 const REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -142,7 +145,21 @@ impl Intake {
             unsubscribe,
             addresses,
             confirmer,
-            requested: std::sync::Mutex::default(),
+            requested: Arc::default(),
+        }
+    }
+
+    /// The intake with new settings (a reload), over the same store, and remembering
+    /// which addresses were sent a confirmation link lately.
+    pub fn reloaded(
+        &self,
+        config: IntakeConfig,
+        unsubscribe: Arc<Unsubscribe>,
+        addresses: AddressPolicy,
+    ) -> Self {
+        Self {
+            requested: self.requested.clone(),
+            ..Self::new(config, self.store.clone(), unsubscribe, addresses)
         }
     }
 

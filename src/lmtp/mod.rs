@@ -49,7 +49,7 @@ impl Listener {
             SocketSpec::Inet(addr) => Ok(Self::Tcp(TcpListener::bind(addr).await?)),
             SocketSpec::Unix(path) => {
                 let (listener, socket) = crate::socket::bind_unix_with(path, permissions)?;
-                Ok(Self::Unix(listener, socket))
+                Ok(Self::Unix(UnixListener::from_std(listener)?, socket))
             }
         }
     }

@@ -186,8 +186,53 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// The milter's listener, TCP or Unix-domain.
 pub type MilterListener = EitherListener<NodelayListener, PatientUnixListener>;
 
-/// A bound milter socket: the listener, the flag that stops it accepting, and for a Unix
-/// socket the handle that removes it on exit.
+/// A milter socket bound but not yet served: plain listeners, so that the socket can be
+/// bound (and a bad one refused) at start and served on the milter's own thread, whose
+/// event loop it must belong to.
+pub struct BoundSocket {
+    listener: StdListener,
+    unix: Option<UnixSocket>,
+}
+
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl BoundSocket {
+    /// The TCP address bound to (to learn the port after binding port 0).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.listener {
+            StdListener::Tcp(l) => l.local_addr().ok(),
+            StdListener::Unix(_) => None,
+        }
+    }
+
+    /// Registers the socket with the current runtime's event loop.
+    pub fn into_bound(self) -> io::Result<Bound> {
+        let closing = Closing::default();
+        let patience = Patience {
+            closing: closing.clone(),
+            ..Patience::default()
+        };
+        let listener = match self.listener {
+            StdListener::Tcp(l) => {
+                EitherListener::Tcp(NodelayListener(TcpListener::from_std(l)?, patience))
+            }
+            StdListener::Unix(l) => {
+                EitherListener::Unix(PatientUnixListener(UnixListener::from_std(l)?, patience))
+            }
+        };
+        Ok(Bound {
+            listener,
+            closing,
+            unix: self.unix,
+        })
+    }
+}
+
+/// A milter socket served on the current runtime: the listener, the flag that stops it
+/// accepting, and for a Unix socket the handle that removes it on exit.
 pub struct Bound {
     pub listener: MilterListener,
     pub closing: Closing,
@@ -196,30 +241,19 @@ pub struct Bound {
 
 /// Binds `spec`; a Unix socket gets `permissions`, and a stale one left by an earlier run
 /// is removed first.
-pub async fn bind(spec: &SocketSpec, permissions: UnixPermissions) -> io::Result<Bound> {
-    let closing = Closing::default();
-    let patience = Patience {
-        closing: closing.clone(),
-        ..Patience::default()
-    };
+pub fn bind(spec: &SocketSpec, permissions: UnixPermissions) -> io::Result<BoundSocket> {
     let (listener, unix) = match spec {
-        SocketSpec::Inet(addr) => (
-            EitherListener::Tcp(NodelayListener(TcpListener::bind(addr).await?, patience)),
-            None,
-        ),
+        SocketSpec::Inet(addr) => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            (StdListener::Tcp(listener), None)
+        }
         SocketSpec::Unix(path) => {
             let (listener, socket) = crate::socket::bind_unix_with(path, permissions)?;
-            (
-                EitherListener::Unix(PatientUnixListener(listener, patience)),
-                Some(socket),
-            )
+            (StdListener::Unix(listener), Some(socket))
         }
     };
-    Ok(Bound {
-        listener,
-        closing,
-        unix,
-    })
+    Ok(BoundSocket { listener, unix })
 }
 
 /// The address a TCP listener is bound to (to learn the port after binding port 0).

@@ -10,14 +10,11 @@ pub mod guard;
 pub mod listener;
 pub mod session;
 
-use crate::{
-    config::Config, intake::Intake, socket::SocketSpec, store::ConsentStore,
-    unsubscribe::Unsubscribe,
-};
+use crate::{config::Config, intake::Intake, store::ConsentStore, unsubscribe::Unsubscribe};
 use std::{future::Future, io, sync::Arc};
 use tokio::sync::oneshot;
 
-pub use listener::{Bound, MilterListener, bind};
+pub use listener::{Bound, BoundSocket, MilterListener, bind};
 
 /// The milter's settings as they are now: a reload swaps them; each connection keeps the
 /// snapshot it began with.
@@ -34,26 +31,19 @@ pub struct Milter {
 }
 
 impl Milter {
-    /// Assembles the milter; it takes unsubscribe mails itself when `[intake] milter` says so.
+    /// Assembles the milter; it takes unsubscribe mails itself, with `intake`, when
+    /// `[intake] milter` says so.
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn ConsentStore>,
         unsubscribe: Option<Arc<Unsubscribe>>,
+        intake: Option<Arc<Intake>>,
     ) -> Self {
-        let intake = match (&config.intake, &unsubscribe) {
-            (Some(intake), Some(unsubscribe)) if intake.milter => Some(Arc::new(Intake::new(
-                intake.clone(),
-                store.clone(),
-                unsubscribe.clone(),
-                config.addresses.clone(),
-            ))),
-            _ => None,
-        };
         Self {
             config,
             store,
             unsubscribe,
-            intake,
+            intake: intake.filter(|intake| intake.config.milter),
         }
     }
 }
@@ -78,9 +68,9 @@ pub async fn run(bound: Bound, milter: Arc<SharedMilter>, shutdown: impl Future)
     indymilter::run(bound.listener, callbacks, config, graceful).await
 }
 
-/// Binds `socket` and serves the milter on a thread of its own, with a single-threaded
-/// runtime, until `shutdown` resolves. Returns once the socket is bound (or could not be),
-/// with a receiver for how the milter ended.
+/// Serves the milter on `socket` on a thread of its own, with a single-threaded runtime,
+/// until `shutdown` resolves; the receiver tells how it ended. The socket file of a
+/// `unix:` socket is removed at the end.
 ///
 /// Why a thread of its own: every milter command is a few microseconds of work between
 /// two socket reads, and on a runtime with several workers most of the cost was waking
@@ -88,46 +78,30 @@ pub async fn run(bound: Bound, milter: Arc<SharedMilter>, shutdown: impl Future)
 /// system calls under Postfix). One thread with its own event loop used about a third
 /// less CPU per message through Postfix, and still answers far more transactions per
 /// second than an MTA on the same machine sends.
-pub async fn spawn(
-    socket: SocketSpec,
+pub fn spawn(
+    socket: BoundSocket,
     milter: Arc<SharedMilter>,
     shutdown: impl Future + Send + 'static,
 ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
-    let (bound_tx, bound) = oneshot::channel();
     let (ended_tx, ended) = oneshot::channel();
     std::thread::Builder::new()
         .name("milter".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
+            let ended = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = bound_tx.send(Err(error));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let permissions = milter.load().config.milter.socket_permissions;
-                match bind(&socket, permissions).await {
-                    Ok(mut bound) => {
-                        let _ = bound_tx.send(Ok(()));
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let mut bound = socket.into_bound()?;
                         let unix = bound.unix.take();
                         let ended = run(bound, milter, shutdown).await;
                         if let Some(unix) = unix {
                             unix.remove();
                         }
-                        let _ = ended_tx.send(ended);
-                    }
-                    Err(error) => {
-                        let _ = bound_tx.send(Err(error));
-                    }
-                }
-            });
+                        ended
+                    })
+                });
+            let _ = ended_tx.send(ended);
         })?;
-    bound
-        .await
-        .map_err(|_| io::Error::other("the milter thread ended before binding"))??;
     Ok(ended)
 }

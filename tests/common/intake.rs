@@ -1,9 +1,11 @@
-//! An intake over a fresh SQLite store, with helpers to mint tokens and read back what was
+//! The daemon's intake (assembled by [`App`], index included) over a fresh SQLite store,
+//! with helpers to mint tokens and read back what was
 //! recorded: shared by the intake and LMTP tests.
 
 use optout_milter::{
     config::{Config, Overrides},
     consent::{AddressPolicy, ConsentValue, Scope},
+    daemon::App,
     intake::Intake,
     store::{self, ConsentStore},
     unsubscribe::Unsubscribe,
@@ -13,6 +15,8 @@ use std::{path::Path, sync::Arc, time::SystemTime};
 /// The parts of an intake, and the directory holding its store and key.
 pub struct IntakeFixture {
     pub config: Config,
+    /// The daemon the intake belongs to, for a test that serves it (taken by then).
+    pub app: Option<App>,
     pub intake: Arc<Intake>,
     pub store: Arc<dyn ConsentStore>,
     pub unsubscribe: Arc<Unsubscribe>,
@@ -40,21 +44,18 @@ pub async fn intake_fixture(intake_keys: &str) -> IntakeFixture {
         .replace("@DIR@", &dir.path().to_string_lossy());
     let overrides = Overrides {
         store_url: Some(db_url.clone()),
-        socket: None,
+        socket: Some("inet:127.0.0.1:0".into()),
     };
     let config = Config::parse(Path::new("t.toml"), &text, &overrides).expect("config");
     let store = store::open_or_create(&db_url).await.expect("store");
-    let unsubscribe = Arc::new(
-        Unsubscribe::load(config.unsubscribe.clone().expect("[unsubscribe]")).expect("keys"),
-    );
-    let intake = Arc::new(Intake::new(
-        config.intake.clone().expect("[intake]"),
-        store.clone(),
-        unsubscribe.clone(),
-        config.addresses.clone(),
-    ));
+    let app = App::build(config.clone(), overrides, store.clone())
+        .await
+        .expect("assemble");
+    let intake = app.intake().expect("[intake]").load_full();
+    let unsubscribe = app.milter().load().unsubscribe.clone().expect("keys");
     IntakeFixture {
         config,
+        app: Some(app),
         intake,
         store,
         unsubscribe,

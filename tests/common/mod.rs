@@ -12,9 +12,9 @@ pub mod webdriver;
 use optout_milter::{
     config::{Config, Overrides},
     consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
-    milter::{self, Milter, listener::local_addr},
+    daemon::{self, App, Listeners},
+    milter::Milter,
     store::{self, ConsentStore},
-    unsubscribe::Unsubscribe,
 };
 use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
 use tempfile::TempDir;
@@ -42,7 +42,7 @@ pub struct TestMilter {
     pub db_url: String,
     pub dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<Result<(), daemon::DaemonError>>>,
 }
 
 /// Starts the milter with `BASE_CONFIG` and `milter_keys` added to its `[milter]` table and
@@ -67,18 +67,16 @@ pub async fn start_with(
     };
     let config = Config::parse(Path::new("test.toml"), &text, &overrides).expect("test config");
     let store = store::open_or_create(&db_url).await.expect("store");
-    let bound = milter::bind(&config.milter.socket, Default::default())
+    // The daemon as `serve` assembles it, over the (possibly wrapped) store.
+    let app = App::build(config, overrides, wrap(store.clone()))
         .await
-        .expect("bind");
-    let addr = local_addr(&bound.listener).expect("tcp listener");
+        .expect("assemble");
+    let listeners = Listeners::bind(app.config()).await.expect("bind");
+    let addr = listeners.milter_addr().expect("tcp listener");
+    let milter = app.milter().load_full();
     let (tx, rx) = oneshot::channel::<()>();
-    // The production stack: the consent index in front of the (possibly wrapped) store.
-    let indexed: Arc<dyn ConsentStore> = store::index::IndexedStore::wrap(wrap(store.clone()))
-        .await
-        .expect("index");
-    let milter = Arc::new(milter_for(config, indexed));
-    let shared = Arc::new(milter::SharedMilter::new(milter.clone()));
-    let task = tokio::spawn(milter::run(bound, shared, async {
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(daemon::run(app, listeners, reloads, async {
         let _ = rx.await;
     }));
     TestMilter {
@@ -118,13 +116,4 @@ impl TestMilter {
             task.await.expect("milter task").expect("milter result");
         }
     }
-}
-
-/// The milter over `config` and `store`, with its token keys loaded.
-pub fn milter_for(config: Config, store: Arc<dyn ConsentStore>) -> Milter {
-    let unsubscribe = config
-        .unsubscribe
-        .clone()
-        .map(|u| Arc::new(Unsubscribe::load(u).expect("token keys")));
-    Milter::new(Arc::new(config), store, unsubscribe)
 }
