@@ -705,12 +705,12 @@ fn check_config_finds_what_serve_would_refuse() {
     assert!(short.stderr.contains("16 bytes"), "{}", short.stderr);
     fs::write(&key, [7u8; 32]).unwrap();
 
-    let postgres = check(base.replace("sqlite:", "postgres://db/") + &unsubscribe(false));
-    assert!(!postgres.ok);
+    let mysql = check(base.replace("sqlite:", "mysql://db/") + &unsubscribe(false));
+    assert!(!mysql.ok);
     assert!(
-        postgres.stderr.contains("store.url") && postgres.stderr.contains("unsupported"),
+        mysql.stderr.contains("store.url") && mysql.stderr.contains("unsupported"),
         "{}",
-        postgres.stderr
+        mysql.stderr
     );
 
     let cert = dir.path().join("cert.pem");

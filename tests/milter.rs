@@ -11,7 +11,7 @@ use optout_milter::{
         ConsentValue::{No, Yes},
         HistoryEntry, Scope,
     },
-    store::{ConsentStore, RecordKey, Recorded, StoreFuture},
+    store::{ConsentStore, FeedPosition, RecordKey, Recorded, StoreFuture},
 };
 use std::ffi::CString;
 use std::sync::Arc;
@@ -418,16 +418,16 @@ impl ConsentStore for Slow {
     }
     fn changes_since(
         &self,
-        after_id: i64,
+        after: FeedPosition,
         limit: u32,
-    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)> {
         Box::pin(async move {
             tokio::time::sleep(SLOW).await;
-            self.0.changes_since(after_id, limit).await
+            self.0.changes_since(after, limit).await
         })
     }
-    fn last_history_id(&self) -> StoreFuture<'_, i64> {
-        self.0.last_history_id()
+    fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
+        self.0.feed_position()
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.0.ping()

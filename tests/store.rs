@@ -1,12 +1,90 @@
-//! The SQLite store under concurrent use: group commit must keep every write, answer each
-//! caller with its own outcome, and keep the history in step with the current state.
+//! The store under concurrent use, one suite run on both backends (SQLite and a real
+//! PostgreSQL): group commit must keep every write, answer each caller with its own
+//! outcome, and keep the history in step with the current state; the index in front must
+//! answer what the store answers, and the change feed must never miss a change.
 #![allow(clippy::unwrap_used)] // tests fail loudly
+
+mod common;
 
 use optout_milter::{
     consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
     store::{self, Recorded},
 };
 use std::{sync::Arc, time::SystemTime};
+
+/// Where a test's store lives.
+enum Db {
+    /// The folder is kept until the test ends.
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres(common::postgres::TestDb),
+}
+
+impl Db {
+    fn url(&self) -> &str {
+        match self {
+            Db::Sqlite { url, .. } => url,
+            Db::Postgres(db) => &db.url,
+        }
+    }
+
+    /// Runs `sql` on a connection of its own, as another program would.
+    async fn execute(&self, sql: &str) -> Result<(), String> {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite { url, .. } => {
+                let mut db = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.map(drop)
+            }
+            Db::Postgres(db) => {
+                let mut db = db.connect().await;
+                sqlx::query(sql).execute(&mut db).await.map(drop)
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    Db::Sqlite { _dir: dir, url }
+}
+
+/// Each named test, once on SQLite and once on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::sqlite()).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(db) = super::common::postgres::database(stringify!($test)).await {
+                        super::$test(super::Db::Postgres(db)).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    concurrent_writes_are_all_kept_and_answered_individually,
+    concurrent_subject_ids_for_one_pair_agree,
+    the_history_refuses_to_be_rewritten,
+    the_index_sees_its_own_and_other_processes_writes_at_once,
+    the_index_answers_exactly_what_the_store_answers,
+);
 
 fn change(i: usize, value: ConsentValue) -> Change {
     Change {
@@ -22,10 +100,8 @@ fn change(i: usize, value: ConsentValue) -> Change {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_are_all_kept_and_answered_individually() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+async fn concurrent_writes_are_all_kept_and_answered_individually(db: Db) {
+    let url = db.url().to_owned();
     let store = store::open_or_create(&url).await.unwrap();
     // Half the addresses already have the value they will be sent again.
     for i in (0..400).step_by(2) {
@@ -64,10 +140,8 @@ async fn concurrent_writes_are_all_kept_and_answered_individually() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_subject_ids_for_one_pair_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+async fn concurrent_subject_ids_for_one_pair_agree(db: Db) {
+    let url = db.url().to_owned();
     let store = store::open_or_create(&url).await.unwrap();
     let address = AddressPolicy::default()
         .normalize("same@example.org")
@@ -103,23 +177,15 @@ async fn concurrent_subject_ids_for_one_pair_agree() {
     assert_eq!(store.subject(999_999).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn the_history_refuses_to_be_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+async fn the_history_refuses_to_be_rewritten(db: Db) {
+    let url = db.url().to_owned();
     let store = store::open_or_create(&url).await.unwrap();
     store.record(&[change(1, ConsentValue::No)]).await.unwrap();
-    use sqlx::{Connection, SqliteConnection};
-    let mut db = SqliteConnection::connect(&url).await.unwrap();
     for sql in [
         "UPDATE consent_history SET value = 'y'",
         "DELETE FROM consent_history",
     ] {
-        let error = sqlx::query(sql)
-            .execute(&mut db)
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = db.execute(sql).await.unwrap_err();
         assert!(error.contains("append-only"), "{sql}: {error}");
     }
 }
@@ -135,11 +201,9 @@ async fn ready(store: &optout_milter::store::index::IndexedStore) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
+async fn the_index_sees_its_own_and_other_processes_writes_at_once(db: Db) {
     use optout_milter::store::{ConsentStore, index::IndexedStore};
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let url = db.url().to_owned();
     let plain = store::open_or_create(&url).await.unwrap();
     plain.record(&[change(1, ConsentValue::No)]).await.unwrap();
     let indexed = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
@@ -173,14 +237,22 @@ async fn the_index_sees_its_own_and_other_processes_writes_at_once() {
         [(Scope::All, ConsentValue::No)],
         "own write"
     );
-    // Another process (here: another store on the same file) writes; the next lookup
-    // already knows, with no waiting.
+    // Another process (here: another store on the same database) writes. On SQLite the
+    // next lookup already knows, with no waiting; on PostgreSQL the other node's commit
+    // reaches this one as a notification, so it knows within the propagation delay.
     plain.record(&[change(3, ConsentValue::No)]).await.unwrap();
-    assert_eq!(
-        lookup(3).await,
-        [(Scope::All, ConsentValue::No)],
-        "other process's write"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = lookup(3).await;
+        if seen == [(Scope::All, ConsentValue::No)] {
+            break;
+        }
+        assert!(
+            matches!(db, Db::Postgres(_)) && std::time::Instant::now() < deadline,
+            "other process's write not seen: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     // Subject ids: created once, then the same from memory and from the store.
     let address = AddressPolicy::default()
         .normalize("r4@example.org")
@@ -261,11 +333,9 @@ async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh()
 
 /// The index must answer exactly what the store answers, whatever mix of values, scopes and
 /// writers came before: checked against the store itself for every address and list.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_answers_exactly_what_the_store_answers() {
+async fn the_index_answers_exactly_what_the_store_answers(db: Db) {
     use optout_milter::store::{ConsentStore, index::IndexedStore};
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let url = db.url().to_owned();
     let plain = store::open_or_create(&url).await.unwrap();
     let lists: Vec<Scope> = ["*", "weekly", "deals"]
         .iter()
@@ -322,4 +392,97 @@ async fn the_index_answers_exactly_what_the_store_answers() {
             assert_eq!(got, want, "r{i} {list}");
         }
     }
+}
+
+/// Issue 13, item 3: history ids come from a sequence, and transactions commit in any
+/// order. Here the transaction holding the lower id commits last, after the higher id was
+/// already read by the follower: a feed that reads `id > last` skips it for good. The
+/// index must see both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids() {
+    use optout_milter::store::{ConsentStore, FeedPosition, index::IndexedStore};
+    use sqlx::Connection;
+    let test = "the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let plain = store::open_or_create(&db.url).await.unwrap();
+    let start = plain.feed_position().await.unwrap();
+    let indexed = IndexedStore::wrap(store::open(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    ready(&indexed).await;
+    let address = |i: usize| {
+        AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap()
+    };
+    let write = |i: usize| {
+        format!(
+            "WITH c AS (INSERT INTO consent (address, channel, scope, value, source, updated_at)
+                        VALUES ('r{i}@example.org', 'email', '*', 'n', 'cli', 0))
+             INSERT INTO consent_history (address, channel, scope, value, source, recorded_at)
+             VALUES ('r{i}@example.org', 'email', '*', 'n', 'cli', 0)"
+        )
+    };
+    let (mut a, mut b) = (db.connect().await, db.connect().await);
+    let mut late = a.begin().await.unwrap();
+    let mut early = b.begin().await.unwrap();
+    // `early` takes its transaction id first; `late` then takes the lower history id.
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *early)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(write(1)))
+        .execute(&mut *late)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(write(2)))
+        .execute(&mut *early)
+        .await
+        .unwrap();
+    early.commit().await.unwrap();
+
+    let is_blocked = |i: usize| {
+        let (indexed, address) = (indexed.clone(), address(i));
+        async move {
+            indexed
+                .scoped_values(&address, Channel::Email, &Scope::All)
+                .await
+                .unwrap()
+                == [(Scope::All, ConsentValue::No)]
+        }
+    };
+    let wait_blocked = |i: usize| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_blocked(i).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "r{i}'s opt-out never reached the index"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    wait_blocked(2).await;
+    late.commit().await.unwrap();
+    wait_blocked(1).await;
+
+    let ids: Vec<(String, i64)> =
+        sqlx::query_as("SELECT address, id FROM consent_history ORDER BY id")
+            .fetch_all(&mut a)
+            .await
+            .unwrap();
+    assert_eq!(
+        ids.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["r1@example.org", "r2@example.org"],
+        "the later commit holds the lower id"
+    );
+    // The feed itself, read from the start: both changes, and a position past them.
+    let (changes, next) = plain.changes_since(start, 100).await.unwrap();
+    let mut keys: Vec<_> = changes.iter().map(|(k, _)| k.address.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["r1@example.org", "r2@example.org"]);
+    assert!(next > start && next > FeedPosition::default());
+    let (again, _) = plain.changes_since(next, 100).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
 }

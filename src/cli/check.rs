@@ -2,7 +2,7 @@
 //! so that a mistake shows up here and not at the next restart. Beyond the file's own
 //! validation: the token key files (present, mode, length; a missing first key is fine
 //! when `generate_missing_key` is on, and is not created here), the TLS certificate and
-//! key, and the store (a supported URL naming a file that exists).
+//! key, and the store (a supported URL; for SQLite, naming a file that exists).
 
 use super::CliError;
 use crate::{config::Config, store, token::Keyring, web};

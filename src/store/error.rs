@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "unsupported store URL {0:?}: expected sqlite:PATH (for example sqlite:///var/lib/optout-milter/consent.db)"
+        "unsupported store URL {0:?}: expected sqlite:PATH (for example sqlite:///var/lib/optout-milter/consent.db) or postgres://USER@HOST/DATABASE"
     )]
     UnsupportedUrl(String),
     #[error(
@@ -18,6 +18,10 @@ pub enum StoreError {
         "there is no store at {0}: create it with `optout-milter init` (or `serve --init`), or correct [store] url"
     )]
     Missing(PathBuf),
+    #[error(
+        "the database {0} has no consent tables: create them with `optout-milter init` (or `serve --init`), or correct [store] url"
+    )]
+    MissingSchema(String),
     #[error("cannot create the store at {path}")]
     Create {
         path: PathBuf,
@@ -38,6 +42,8 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("the store failed")]
     Query(#[from] sqlx::Error),
+    #[error("the store's writer has stopped")]
+    WriterGone,
     #[error("the store holds a value this version does not understand: {0}")]
     Corrupt(String),
 }

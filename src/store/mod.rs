@@ -1,5 +1,6 @@
 //! Where consent lives: a trait the milter, the web front and the CLI call, and its
-//! backends, chosen by the URL in `[store] url`.
+//! backends, chosen by the URL in `[store] url`: [`sqlite`] (embedded, one machine) and
+//! [`postgres`] (one database shared by several MTA nodes).
 //!
 //! The trait hands out boxed futures so that the daemon holds one `Arc<dyn ConsentStore>`
 //! whatever the backend; a heap allocation per lookup costs nothing next to the query.
@@ -8,6 +9,7 @@
 
 mod error;
 pub mod index;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -33,6 +35,15 @@ pub struct RecordKey {
     pub address: String,
     pub channel: Channel,
     pub scope: Scope,
+}
+
+/// A position in the change feed. Positions only grow; what a backend keeps in them is
+/// its own (SQLite: the history row id, whose order is commit order with a single
+/// writer; PostgreSQL: the transaction horizon and the row id, see [`postgres`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedPosition {
+    pub commit: i64,
+    pub row: i64,
 }
 
 /// The operations every backend provides.
@@ -80,16 +91,17 @@ pub trait ConsentStore: Send + Sync {
         limit: u32,
     ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>>;
 
-    /// Up to `limit` changes after history row `after_id`, oldest first, with the id of
-    /// the last row read: how a node learns what other processes and nodes wrote.
+    /// The change feed: up to `limit` keys changed after `after`, each with its value as
+    /// it is now, and the position to read from next. How a node learns what other
+    /// processes and nodes wrote; it never skips a change, however commits interleave.
     fn changes_since(
         &self,
-        after_id: i64,
+        after: FeedPosition,
         limit: u32,
-    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)>;
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)>;
 
-    /// The id of the newest history row (0 when there is none).
-    fn last_history_id(&self) -> StoreFuture<'_, i64>;
+    /// The feed's position now: every change before it is in the current state.
+    fn feed_position(&self) -> StoreFuture<'_, FeedPosition>;
 
     /// A cheap fingerprint of the store's committed state that changes whenever any
     /// process commits, or `None` when the backend cannot tell without a query. It lets
@@ -134,6 +146,7 @@ pub async fn open_or_create(url: &str) -> Result<Arc<dyn ConsentStore>, StoreErr
 pub fn check(url: &str) -> Result<(), StoreError> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => sqlite::check(url),
+        Some("postgres" | "postgresql") => postgres::check(url),
         _ => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }
@@ -141,6 +154,9 @@ pub fn check(url: &str) -> Result<(), StoreError> {
 async fn open_with(url: &str, create: Create) -> Result<Arc<dyn ConsentStore>, StoreError> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, create).await?)),
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, create).await?))
+        }
         _ => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }

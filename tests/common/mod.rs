@@ -6,6 +6,7 @@ pub mod intake;
 pub mod mta;
 pub mod opendkim;
 pub mod postfix;
+pub mod postgres;
 pub mod sendmail;
 pub mod webdriver;
 

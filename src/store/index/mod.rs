@@ -22,7 +22,7 @@
 
 mod table;
 
-use super::{ConsentStore, RecordKey, Recorded, StoreError, StoreFuture};
+use super::{ConsentStore, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture};
 use crate::consent::{
     Address, Change, Channel, ConsentRecord, ConsentValue, Effect, HistoryEntry, Scope,
 };
@@ -30,7 +30,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock, Weak,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -49,8 +49,8 @@ pub struct IndexedStore {
     fingerprints: Fingerprinter,
     table: RwLock<Table>,
     ready: AtomicBool,
-    /// The last history row applied to the index.
-    watermark: AtomicI64,
+    /// The feed position up to which changes are in the index.
+    watermark: std::sync::Mutex<FeedPosition>,
     /// The store's change token when the index last caught up.
     synced: AtomicU64,
     /// One catch-up at a time.
@@ -64,13 +64,13 @@ pub struct IndexedStore {
 impl IndexedStore {
     /// Wraps `inner`; the index loads in the background and then follows the history.
     pub async fn wrap(inner: Arc<dyn ConsentStore>) -> Result<Arc<Self>, StoreError> {
-        let watermark = inner.last_history_id().await?;
+        let watermark = inner.feed_position().await?;
         let store = Arc::new(Self {
             inner,
             fingerprints: Fingerprinter::random(),
             table: RwLock::new(Table::default()),
             ready: AtomicBool::new(false),
-            watermark: AtomicI64::new(watermark),
+            watermark: std::sync::Mutex::new(watermark),
             synced: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
             subjects: RwLock::new(HashMap::new()),
@@ -133,8 +133,8 @@ impl IndexedStore {
         let token = self.inner.change_token().unwrap_or(0);
         let mut behind = 0usize;
         loop {
-            let from = self.watermark.load(Ordering::Acquire);
-            let (changes, last) = self.inner.changes_since(from, PAGE).await?;
+            let from = *self.watermark.lock().unwrap_or_else(|e| e.into_inner());
+            let (changes, next) = self.inner.changes_since(from, PAGE).await?;
             behind += changes.len();
             crate::metrics::get()
                 .index_lag
@@ -144,7 +144,10 @@ impl IndexedStore {
                     .iter()
                     .map(|(k, v)| (k.address.as_str(), k.channel, &k.scope, *v)),
             );
-            self.watermark.fetch_max(last, Ordering::AcqRel);
+            {
+                let mut watermark = self.watermark.lock().unwrap_or_else(|e| e.into_inner());
+                *watermark = (*watermark).max(next);
+            }
             if changes.len() < PAGE as usize {
                 self.synced.store(token, Ordering::Release);
                 let metrics = crate::metrics::get();
@@ -310,14 +313,18 @@ impl ConsentStore for IndexedStore {
 
     fn changes_since(
         &self,
-        after_id: i64,
+        after: FeedPosition,
         limit: u32,
-    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
-        self.inner.changes_since(after_id, limit)
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)> {
+        self.inner.changes_since(after, limit)
     }
 
-    fn last_history_id(&self) -> StoreFuture<'_, i64> {
-        self.inner.last_history_id()
+    fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
+        self.inner.feed_position()
+    }
+
+    fn change_token(&self) -> Option<u64> {
+        self.inner.change_token()
     }
 
     fn check(&self) -> Result<(), StoreError> {

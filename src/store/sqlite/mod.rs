@@ -13,7 +13,9 @@
 mod file;
 mod writer;
 
-use super::{ConsentStore, Create, RecordKey, Recorded, StoreError, StoreFuture, redact};
+use super::{
+    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, redact,
+};
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use file::DbFile;
 use sqlx::{
@@ -257,32 +259,39 @@ impl ConsentStore for SqliteStore {
 
     fn changes_since(
         &self,
-        after_id: i64,
+        after: FeedPosition,
         limit: u32,
-    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, i64)> {
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)> {
         Box::pin(async move {
+            // One writer commits in id order, so an id read is never followed by a lower one.
             let rows = sqlx::query(
                 "SELECT id, address, channel, scope, value FROM consent_history
                  WHERE id > ? ORDER BY id LIMIT ?",
             )
-            .bind(after_id)
+            .bind(after.row)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            let last = rows.last().map_or(after_id, |row| row.get("id"));
+            let last = rows.last().map_or(after.row, |row| row.get("id"));
             Ok((
                 rows.iter().map(value_from_row).collect::<Result<_, _>>()?,
-                last,
+                FeedPosition {
+                    commit: 0,
+                    row: last,
+                },
             ))
         })
     }
 
-    fn last_history_id(&self) -> StoreFuture<'_, i64> {
+    fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         Box::pin(async move {
             let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM consent_history")
                 .fetch_one(&self.pool)
                 .await?;
-            Ok(id.unwrap_or(0))
+            Ok(FeedPosition {
+                commit: 0,
+                row: id.unwrap_or(0),
+            })
         })
     }
 

@@ -1,0 +1,383 @@
+//! The shared backend: one PostgreSQL database for several MTA nodes.
+//!
+//! Each node keeps its own consent index in memory and follows the others' writes through
+//! the change feed ([`ConsentStore::changes_since`]). History ids come from a sequence,
+//! and PostgreSQL commits transactions in any order, not in id order: a follower that read
+//! `id > last` would skip a row whose transaction commits after a higher id was read. So
+//! the feed is read by transaction instead: a row is delivered only once its transaction
+//! and every older one are finished, that is once its `xid` is below the horizon
+//! `pg_snapshot_xmin(pg_current_snapshot())`, after which nothing can be added below it.
+//! The position is (horizon, row id) and each row read carries the key's value as it is
+//! now (the feed says which keys changed; the current state says to what), so rows read
+//! in any order still leave the newest value.
+//!
+//! Writes commit in groups ([`writer`]) with `synchronous_commit = on` whatever the
+//! server's default, so an acknowledged opt-out is on the primary's disk (and, when the
+//! server is configured for it, on a synchronous standby's). [`wake`] turns the
+//! notification each commit sends into the index's change token.
+
+mod wake;
+mod writer;
+
+use super::{
+    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, redact,
+};
+use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
+use sqlx::{
+    Row,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow},
+};
+use std::{
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// Connections each node opens for reads and writes (the listener takes one more).
+pub const POOL_SIZE: u32 = 8;
+/// How long a query waits for a free connection (or for the server to accept one).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: PgPool,
+    writer: writer::Writer,
+    wake: Arc<wake::Wake>,
+}
+
+const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and brings the schema up to date. `create` is
+    /// accepted for symmetry: the database itself is created by its administrator, and
+    /// the tables are created by the first `init` or `serve --init`; without it an empty
+    /// database is refused, as a missing SQLite file is.
+    pub async fn open(url: &str, create: Create) -> Result<Self, StoreError> {
+        let options = connect_options(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact(url),
+                source,
+            })?;
+        if create == Create::Never {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('consent') IS NOT NULL")
+                .fetch_one(&pool)
+                .await?;
+            if !exists {
+                return Err(StoreError::MissingSchema(redact(url)));
+            }
+        }
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(Self {
+            writer: writer::Writer::spawn(pool.clone()),
+            wake: wake::Wake::start(&pool),
+            pool,
+        })
+    }
+}
+
+/// The connection options of `url`, with durable commits forced on.
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+        url: redact(url),
+        source,
+    })?;
+    Ok(options
+        .application_name("optout-milter")
+        .options([("synchronous_commit", "on")]))
+}
+
+/// Checks `url` as [`PostgresStore::open`] would parse it, without connecting.
+pub fn check(url: &str) -> Result<(), StoreError> {
+    connect_options(url).map(drop)
+}
+
+impl ConsentStore for PostgresStore {
+    fn scoped_values<'a>(
+        &'a self,
+        address: &'a Address,
+        channel: Channel,
+        list: &'a Scope,
+    ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT scope, value FROM consent
+                 WHERE address = $1 AND channel = $2 AND scope IN ($3, '*')",
+            )
+            .bind(address.as_str())
+            .bind(channel.as_str())
+            .bind(list.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((parse(row.get("scope"))?, parse(row.get("value"))?)))
+                .collect()
+        })
+    }
+
+    fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
+        Box::pin(self.writer.record(changes.to_vec()))
+    }
+
+    fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM consent WHERE address = $1 ORDER BY channel, scope"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(address.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<ConsentRecord>> {
+        Box::pin(async move {
+            let (address, channel, scope) = cursor(after);
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM consent
+                 WHERE (address, channel, scope) > ($1, $2, $3)
+                 ORDER BY address, channel, scope LIMIT $4"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(address)
+                .bind(channel)
+                .bind(scope)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(record_from_row).collect()
+        })
+    }
+
+    fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, address, channel, scope, value, source, recorded_at, evidence
+                 FROM consent_history WHERE address = $1 ORDER BY id",
+            )
+            .bind(address.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(HistoryEntry {
+                        id: row.get("id"),
+                        change: Change {
+                            address: Address::from_stored(row.get("address")),
+                            channel: parse(row.get("channel"))?,
+                            scope: parse(row.get("scope"))?,
+                            value: parse(row.get("value"))?,
+                            source: parse(row.get("source"))?,
+                            at: from_millis(row.get("recorded_at")),
+                            evidence: row.get("evidence"),
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM token_subject WHERE address = $1 AND scope = $2",
+            )
+            .bind(address.as_str())
+            .bind(scope.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let id = match existing {
+                Some(id) => id,
+                None => self.writer.subject(address.clone(), scope.clone()).await?,
+            };
+            u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative subject id {id}")))
+        })
+    }
+
+    fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
+        Box::pin(async move {
+            let Ok(id) = i64::try_from(id) else {
+                return Ok(None);
+            };
+            let row = sqlx::query("SELECT address, scope FROM token_subject WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| {
+                Ok((
+                    Address::from_stored(row.get("address")),
+                    parse(row.get("scope"))?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
+    fn values<'a>(
+        &'a self,
+        after: Option<&'a RecordKey>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>> {
+        Box::pin(async move {
+            let (address, channel, scope) = cursor(after);
+            let rows = sqlx::query(
+                "SELECT address, channel, scope, value FROM consent
+                 WHERE (address, channel, scope) > ($1, $2, $3)
+                 ORDER BY address, channel, scope LIMIT $4",
+            )
+            .bind(address)
+            .bind(channel)
+            .bind(scope)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(value_from_row).collect()
+        })
+    }
+
+    fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)> {
+        Box::pin(async move {
+            // One statement, one snapshot: the horizon and the rows below it agree.
+            let rows = sqlx::query(
+                "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+                 page AS (
+                   SELECT h.xid, h.id, h.address, h.channel, h.scope
+                   FROM consent_history h, horizon
+                   WHERE (h.xid, h.id) > ($1::text::xid8, $2) AND h.xid < horizon.xmin
+                   ORDER BY h.xid, h.id LIMIT $3
+                 )
+                 SELECT horizon.xmin::text::bigint AS horizon, page.xid::text::bigint AS commit,
+                        page.id, page.address, page.channel, page.scope, c.value
+                 FROM horizon
+                 LEFT JOIN page ON true
+                 LEFT JOIN consent c
+                   ON (c.address, c.channel, c.scope) = (page.address, page.channel, page.scope)
+                 ORDER BY page.xid, page.id",
+            )
+            .bind(after.commit)
+            .bind(after.row)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let horizon: i64 = rows.first().map_or(0, |row| row.get("horizon"));
+            let mut changes = Vec::with_capacity(rows.len());
+            let mut last = None;
+            for row in &rows {
+                let (Some(commit), Some(id)) = (
+                    row.get::<Option<i64>, _>("commit"),
+                    row.get::<Option<i64>, _>("id"),
+                ) else {
+                    continue;
+                };
+                last = Some(FeedPosition { commit, row: id });
+                // A key without a current value has none to apply.
+                if let Some(value) = row.get::<Option<&str>, _>("value") {
+                    let key = RecordKey {
+                        address: row.get("address"),
+                        channel: parse(row.get("channel"))?,
+                        scope: parse(row.get("scope"))?,
+                    };
+                    changes.push((key, parse(value)?));
+                }
+            }
+            // A full page continues after its last row; otherwise everything below the
+            // horizon has been read.
+            let next = match last {
+                Some(last) if rows.len() >= limit as usize => last,
+                _ => FeedPosition {
+                    commit: horizon,
+                    row: 0,
+                },
+            };
+            Ok((changes, next.max(after)))
+        })
+    }
+
+    fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
+        Box::pin(async move {
+            let horizon: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&self.pool)
+                    .await?;
+            Ok(FeedPosition {
+                commit: horizon,
+                row: 0,
+            })
+        })
+    }
+
+    fn change_token(&self) -> Option<u64> {
+        Some(self.wake.token())
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+            Ok(())
+        })
+    }
+}
+
+/// The key columns to continue after; before every key when there is none.
+fn cursor(after: Option<&RecordKey>) -> (&str, &str, &str) {
+    match after {
+        Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
+        None => ("", "", ""),
+    }
+}
+
+fn value_from_row(row: &PgRow) -> Result<(RecordKey, ConsentValue), StoreError> {
+    let key = RecordKey {
+        address: row.get("address"),
+        channel: parse(row.get("channel"))?,
+        scope: parse(row.get("scope"))?,
+    };
+    Ok((key, parse(row.get("value"))?))
+}
+
+fn record_from_row(row: &PgRow) -> Result<ConsentRecord, StoreError> {
+    Ok(ConsentRecord {
+        address: Address::from_stored(row.get("address")),
+        channel: parse(row.get("channel"))?,
+        scope: parse(row.get("scope"))?,
+        value: parse(row.get("value"))?,
+        source: parse(row.get("source"))?,
+        updated_at: from_millis(row.get("updated_at")),
+        evidence: row.get("evidence"),
+    })
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

@@ -1,0 +1,82 @@
+//! A fresh PostgreSQL database per test, on the server named by `OPTOUT_TEST_POSTGRES`
+//! (default `postgres://optout_test:optout_test@127.0.0.1:5432/postgres`, a role with
+//! CREATEDB; `.ci/run` creates it). Without a server the tests say they were skipped;
+//! under CI they fail.
+
+use sqlx::{Connection, PgConnection};
+
+const DEFAULT: &str = "postgres://optout_test:optout_test@127.0.0.1:5432/postgres";
+
+/// A database that is dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("OPTOUT_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT.to_owned())
+}
+
+/// A new, empty database for `test`, or `None` (with a message) when no server answers
+/// outside CI.
+pub async fn database(test: &str) -> Option<TestDb> {
+    let admin = admin_url();
+    let mut conn = match PgConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            let why = format!("no PostgreSQL at {admin}: {error}");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: {why} (required under CI=true)");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+    };
+    let name = format!("optout_{}_{}", std::process::id(), rand_suffix(test));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("OPTOUT_TEST_POSTGRES has no database part: {admin}"),
+    };
+    Some(TestDb { url, admin, name })
+}
+
+fn rand_suffix(test: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(test.as_bytes());
+    format!("{:x}", h.finish() & 0xffff_ffff)
+}
+
+impl TestDb {
+    /// A plain connection, to act as another writer or to break things.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Dropping runs inside the test's runtime: do it on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
