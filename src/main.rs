@@ -2,24 +2,11 @@
 
 use clap::Parser;
 use optout_milter::cli::{self, Cli};
-use std::{io::IsTerminal, process::ExitCode};
-use tracing_subscriber::EnvFilter;
+use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("OPTOUT_MILTER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        cli::LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
+    cli::logs::init(cli.log_format);
     // The daemon uses both cores; a one-shot command (`ingest` runs once per mail) starts
     // faster on a single thread.
     let runtime = match cli.command {

@@ -6,6 +6,7 @@
 mod check;
 mod consent;
 mod ingest;
+pub mod logs;
 mod serve;
 mod token;
 

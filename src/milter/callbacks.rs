@@ -24,25 +24,25 @@ use std::{
     ffi::{CStr, CString},
     sync::Arc,
 };
-use tracing::{
-    Instrument, Span, error,
-    field::{Empty, display},
-    info_span, warn,
-};
+use tracing::{Instrument, Span, error, info_span, warn};
 
 /// Per-connection data: the settings it began with, the session, and the replies the MTA
 /// agreed to do without.
 pub struct Connection {
     milter: Arc<Milter>,
-    /// Every log line of the connection carries it: the client and the current queue id.
+    /// Every log line of a transaction carries it: the client and the queue id. Made when
+    /// the queue id is first known (at RCPT), with both fields at once: recording a field
+    /// into a span afterwards formats it again, which cost more than the rest of the span.
     span: Span,
+    /// Who connected, for the span.
+    client: Client,
     session: Session,
     /// Inside a transaction (counted in `activity`, so shutdown waits for its end).
     busy: bool,
     activity: Arc<Activity>,
     /// Counted in the open-connections gauge while it lives.
     _open: crate::metrics::OpenConnection,
-    /// The queue id last put in the span: Postfix repeats it at every RCPT and at the end.
+    /// The queue id of the span: Postfix repeats it at every RCPT and at the end.
     queue_id: String,
     noreply: ProtoOpts,
     /// The MTA accepts `Skip` for the rest of the body.
@@ -80,12 +80,12 @@ pub fn build(shared: Arc<SharedMilter>, activity: Arc<Activity>) -> Callbacks<Co
         })
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
         .on_rcpt(|cx, args| {
-            let span = span_of(&cx.data);
+            let span = span_for(&mut cx.data, &cx.macros);
             Box::pin(rcpt(cx, args).instrument(span))
         })
         .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
         .on_eom(|cx| {
-            let span = span_of(&cx.data);
+            let span = span_for(&mut cx.data, &cx.macros);
             Box::pin(eom(cx).instrument(span))
         })
         .on_abort(|cx| {
@@ -116,7 +116,8 @@ impl Connection {
     fn new(milter: Arc<Milter>, activity: Arc<Activity>) -> Self {
         Self {
             milter,
-            span: info_span!("milter", client = Empty, queue_id = Empty),
+            span: Span::none(),
+            client: Client::Local,
             session: Session::default(),
             busy: false,
             activity,
@@ -127,13 +128,14 @@ impl Connection {
         }
     }
 
-    /// Puts `queue_id` in the span when it is new.
-    fn note_queue_id(&mut self, queue_id: &str) {
-        if self.queue_id != queue_id {
+    /// The span for the transaction with `queue_id`, made when the queue id is new.
+    fn span(&mut self, queue_id: &str) -> Span {
+        if self.queue_id != queue_id || self.span.is_none() {
             self.queue_id.clear();
             self.queue_id.push_str(queue_id);
-            self.span.record("queue_id", queue_id);
+            self.span = info_span!("milter", client = %self.client, queue_id);
         }
+        self.span.clone()
     }
 
     /// A transaction begins (MAIL).
@@ -181,10 +183,10 @@ fn connect(cx: &mut Context<Connection>, socket: SocketInfo) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    match &socket {
-        SocketInfo::Inet(addr) => conn.span.record("client", display(addr.ip())),
-        SocketInfo::Unix(path) => conn.span.record("client", path.to_string_lossy().as_ref()),
-        SocketInfo::Unknown => conn.span.record("client", "local"),
+    conn.client = match &socket {
+        SocketInfo::Inet(addr) => Client::Ip(addr.ip()),
+        SocketInfo::Unix(path) => Client::Path(path.to_string_lossy().into_owned()),
+        SocketInfo::Unknown => Client::Local,
     };
     // Postfix gives local submissions client port 0; Sendmail gives no socket at all.
     conn.session.local_submission = match socket {
@@ -209,11 +211,9 @@ fn mail(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
 }
 
 async fn rcpt(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
-    let queue_id = queue_id(&cx.macros);
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    conn.span.record("queue_id", queue_id.as_str());
     let rcpt = args
         .first()
         .map(|a| a.to_string_lossy())
@@ -250,11 +250,9 @@ fn body(cx: &mut Context<Connection>, chunk: &[u8]) -> Status {
 }
 
 async fn eom(cx: &mut EomContext<Connection>) -> Status {
-    let queue_id = queue_id(&cx.macros);
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    conn.note_queue_id(&queue_id);
     let plan = conn.session.eom(&conn.milter).await;
     conn.done();
     if let Err(e) = apply(&cx.actions, &plan).await {
@@ -290,9 +288,29 @@ async fn apply(actions: &EomActions, plan: &EomPlan) -> Result<(), ActionError> 
     Ok(())
 }
 
-/// The connection's span, for a callback's future.
-fn span_of(data: &Option<Connection>) -> Span {
-    data.as_ref().map_or_else(Span::none, |c| c.span.clone())
+/// The transaction's span, for a callback's future.
+fn span_for(data: &mut Option<Connection>, macros: &indymilter::Macros) -> Span {
+    match data {
+        Some(conn) => conn.span(&queue_id(macros)),
+        None => Span::none(),
+    }
+}
+
+/// The client of a connection, as its span shows it.
+enum Client {
+    Ip(std::net::IpAddr),
+    Path(String),
+    Local,
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Ip(ip) => ip.fmt(f),
+            Client::Path(path) => f.write_str(path),
+            Client::Local => f.write_str("local"),
+        }
+    }
 }
 
 fn reply_or_continue(conn: &Connection, stage: ProtoOpts) -> Status {
