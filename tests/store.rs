@@ -486,3 +486,87 @@ async fn the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids() {
     let (again, _) = plain.changes_since(next, 100).await.unwrap();
     assert!(again.is_empty(), "{again:?}");
 }
+
+/// Issue 13, item 6: the roles of `deploy/postgresql/roles.sql`. The owner creates the
+/// tables (`init`); a node with the nodes' role then does all it must (record, history,
+/// token subjects, the feed) and cannot delete consent, rewrite the history or change
+/// the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
+    let test = "a_node_with_the_deployed_roles_works_and_cannot_erase";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let (owner, node) = (
+        format!("{}_owner", db.name()),
+        format!("{}_node", db.name()),
+    );
+    let roles = include_str!("../deploy/postgresql/roles.sql")
+        .replace("optout_owner", &owner)
+        .replace("optout_milter", &node)
+        .replace("DATABASE optout ", &format!("DATABASE {} ", db.name()));
+    // The test's role may create roles; it must be a member of the owner to set the
+    // owner's default privileges, as a superuser running the file is.
+    let roles = roles.replacen(
+        "GRANT CONNECT",
+        &format!("GRANT {owner} TO CURRENT_USER;\nGRANT CONNECT"),
+        1,
+    );
+    db.execute_script(&roles).await;
+    let owner_url = db.url_as(&owner, "change-me-owner");
+    let node_url = db.url_as(&node, "change-me-milter");
+    assert!(
+        store::open(&node_url).await.is_err(),
+        "no tables before init"
+    );
+    drop(store::open_or_create(&owner_url).await.unwrap());
+
+    let store = store::open(&node_url).await.unwrap();
+    let start = store.feed_position().await.unwrap();
+    assert_eq!(
+        store.record(&[change(1, ConsentValue::No)]).await.unwrap(),
+        [Recorded::Changed]
+    );
+    assert_eq!(
+        store.record(&[change(1, ConsentValue::Yes)]).await.unwrap(),
+        [Recorded::Changed]
+    );
+    let address = AddressPolicy::default()
+        .normalize("r1@example.org")
+        .unwrap();
+    assert_eq!(store.history(&address).await.unwrap().len(), 2);
+    let id = store.subject_id(&address, &Scope::All).await.unwrap();
+    assert_eq!(
+        store.subject(id).await.unwrap(),
+        Some((address.clone(), Scope::All))
+    );
+    let (changes, _) = store.changes_since(start, 10).await.unwrap();
+    assert_eq!(changes.len(), 2);
+
+    let mut conn = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&node_url).await.unwrap()
+    };
+    for sql in [
+        "DELETE FROM consent",
+        "DELETE FROM consent_history",
+        "UPDATE consent_history SET value = 'y'",
+        "TRUNCATE consent_history",
+        "DELETE FROM token_subject",
+        "DROP TABLE consent",
+        "ALTER TABLE consent_history DISABLE TRIGGER ALL",
+        "CREATE TABLE intruder (x int)",
+    ] {
+        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
+        assert!(result.is_err(), "the node's role could run: {sql}");
+    }
+    assert_eq!(store.history(&address).await.unwrap().len(), 2);
+    drop(conn);
+    drop(store);
+    db.execute_script(&format!(
+        "GRANT {node} TO CURRENT_USER; DROP OWNED BY {node}; DROP OWNED BY {owner}; DROP ROLE {owner}; DROP ROLE {node};"
+    ))
+    .await;
+}

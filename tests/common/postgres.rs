@@ -53,6 +53,26 @@ fn rand_suffix(test: &str) -> String {
 }
 
 impl TestDb {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database's URL with another role.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        let rest = self.url.split_once('@').map_or("", |(_, rest)| rest);
+        format!("postgres://{user}:{password}@{rest}")
+    }
+
+    /// Runs `sql` (several statements) as the test's role, in this database.
+    pub async fn execute_script(&self, sql: &str) {
+        let mut conn = self.connect().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+
     /// A plain connection, to act as another writer or to break things.
     pub async fn connect(&self) -> PgConnection {
         PgConnection::connect(&self.url).await.expect("connect")

@@ -48,10 +48,10 @@ pub struct PostgresStore {
 const RECORD_COLUMNS: &str = "address, channel, scope, value, source, updated_at, evidence";
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://…`) and brings the schema up to date. `create` is
-    /// accepted for symmetry: the database itself is created by its administrator, and
-    /// the tables are created by the first `init` or `serve --init`; without it an empty
-    /// database is refused, as a missing SQLite file is.
+    /// Connects to `url` (`postgres://…`) and brings the schema up to date. The database
+    /// itself is created by its administrator; the tables by `init` (or `serve --init`),
+    /// that is `create`: without it a database without them is refused, as a missing
+    /// SQLite file is.
     pub async fn open(url: &str, create: Create) -> Result<Self, StoreError> {
         let options = connect_options(url)?;
         let pool = PgPoolOptions::new()
@@ -72,10 +72,19 @@ impl PostgresStore {
                 return Err(StoreError::MissingSchema(redact(url)));
             }
         }
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migrate)?;
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        // The daemon's role may lack the rights to change the schema (deploy/postgresql):
+        // when the schema is current, nothing is run. `init`, as the owner, brings it up
+        // to date.
+        let latest = migrator.iter().map(|m| m.version).max();
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        if create == Create::IfMissing || applied != latest {
+            migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        }
         Ok(Self {
             writer: writer::Writer::spawn(pool.clone()),
             wake: wake::Wake::start(&pool),
