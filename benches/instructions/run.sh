@@ -35,8 +35,10 @@ build() { # REV -> path of the binary
   commit=$(git -C "$root" rev-parse --short "$rev")
   tree="$root/target/instructions/$commit"
   [ -d "$tree" ] || git -C "$root" worktree add -q --detach "$tree" "$commit"
-  (cd "$tree" && CARGO_TARGET_DIR="$root/target/instructions/target" cargo build --release --locked -q)
-  cp "$root/target/instructions/target/release/optout-milter" "$root/target/instructions/optout-milter-$commit"
+  # A target folder per commit: with a shared one, cargo does not copy a binary it
+  # considers fresh, and the last build's binary would be measured instead.
+  (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked -q)
+  cp "$tree/target/release/optout-milter" "$root/target/instructions/optout-milter-$commit"
   echo "$root/target/instructions/optout-milter-$commit"
 }
 
