@@ -7,6 +7,7 @@
 //! Every write is durable when its future resolves: callers acknowledge an opt-out (HTTP
 //! 200, SMTP 250, CLI success) only after that.
 
+pub mod copy;
 mod error;
 pub mod index;
 pub mod postgres;
