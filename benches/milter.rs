@@ -1,5 +1,5 @@
 //! The milter alone: `cargo bench --bench milter [-- ENTRIES...]` (default 0 1000000
-//! 10000000).
+//! 10000000); with `BENCH_STORE=postgres`, on PostgreSQL (see benches/nodes.rs).
 //!
 //! For each store size, fills a fresh store, starts the release binary (`serve`) on it,
 //! and drives it with clients that each repeat one MTA session: open, negotiate, connect,
@@ -70,7 +70,11 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for n in entries {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = format!("sqlite:{}", dir.path().join("consent.db").display());
+        // BENCH_STORE=postgres: the same run on a fresh PostgreSQL database.
+        let db = match std::env::var("BENCH_STORE").as_deref() {
+            Ok("postgres") => runtime.block_on(support::postgres_database(&format!("milter_{n}"))),
+            _ => format!("sqlite:{}", dir.path().join("consent.db").display()),
+        };
         runtime.block_on(support::fill(&db, n));
         let socket = dir.path().join("milter.sock");
         let mut daemon = start(dir.path(), &db, &socket);
