@@ -34,7 +34,7 @@ pub enum CopyError {
     Query {
         table: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: super::error::Backend,
     },
     #[error(
         "after the copy, {table} differs: {from_rows} rows (sha256 {from_sum}) in the source, {to_rows} (sha256 {to_sum}) in the target; was the target empty, and the source idle?"
@@ -110,14 +110,14 @@ pub async fn copy(from: &str, to: &str) -> Result<Vec<Tally>, CopyError> {
             .await
             .map_err(|source| CopyError::Query {
                 table: table.name,
-                source,
+                source: source.into(),
             })?;
     }
     let mut tallies = Vec::new();
     for table in &TABLES {
-        let query = |source| CopyError::Query {
+        let query = |source: sqlx::Error| CopyError::Query {
             table: table.name,
-            source,
+            source: source.into(),
         };
         let (a, b) = (
             tally(&source, table).await.map_err(query)?,
@@ -148,7 +148,7 @@ async fn connect(url: &str) -> Result<AnyPool, StoreError> {
         .await
         .map_err(|source| StoreError::Open {
             url: redact(url),
-            source,
+            source: source.into(),
         })
 }
 

@@ -36,14 +36,38 @@ pub enum StoreError {
     Open {
         url: String,
         #[source]
-        source: sqlx::Error,
+        source: Backend,
     },
     #[error("cannot bring the store's schema up to date")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] Backend),
     #[error("the store failed")]
-    Query(#[from] sqlx::Error),
+    Query(#[source] Backend),
     #[error("the store's writer has stopped")]
     WriterGone,
     #[error("the store holds a value this version does not understand: {0}")]
     Corrupt(String),
+}
+
+/// What the database library reported: kept whole for the cause chain in logs, but of no
+/// type a caller could depend on, so that a backend can change its library alone.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Backend(Box<dyn std::error::Error + Send + Sync>);
+
+impl From<sqlx::Error> for Backend {
+    fn from(error: sqlx::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Backend {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Query(error.into())
+    }
 }

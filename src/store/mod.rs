@@ -13,7 +13,7 @@ pub mod index;
 pub mod postgres;
 pub mod sqlite;
 
-pub use error::StoreError;
+pub use error::{Backend, StoreError};
 
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use std::{future::Future, pin::Pin, sync::Arc};

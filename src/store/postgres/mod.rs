@@ -62,7 +62,7 @@ impl PostgresStore {
             .await
             .map_err(|source| StoreError::Open {
                 url: redact(url),
-                source,
+                source: source.into(),
             })?;
         if create == Create::Never {
             let exists: bool = sqlx::query_scalar("SELECT to_regclass('consent') IS NOT NULL")
@@ -83,7 +83,7 @@ impl PostgresStore {
                 .await
                 .unwrap_or(None);
         if create == Create::IfMissing || applied != latest {
-            migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+            migrator.run(&pool).await.map_err(|e| StoreError::Migrate(e.into()))?;
         }
         Ok(Self {
             writer: writer::Writer::spawn(pool.clone()),
@@ -97,7 +97,7 @@ impl PostgresStore {
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
         url: redact(url),
-        source,
+        source: source.into(),
     })?;
     Ok(options
         .application_name("optout-milter")

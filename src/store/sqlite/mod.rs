@@ -46,9 +46,9 @@ impl SqliteStore {
     /// Opens and migrates the database at `url` (`sqlite:PATH`), creating it first only
     /// when `create` says so.
     pub async fn open(url: &str, create: Create) -> Result<Self, StoreError> {
-        let open_error = |source| StoreError::Open {
+        let open_error = |source: sqlx::Error| StoreError::Open {
             url: redact(url),
-            source,
+            source: source.into(),
         };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(open_error)?
@@ -73,7 +73,7 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(StoreError::Migrate)?;
+            .map_err(|e| StoreError::Migrate(e.into()))?;
         let writer = writer::Writer::spawn(options, file.clone());
         let mut shm = path.into_os_string();
         shm.push("-shm");
@@ -104,7 +104,7 @@ fn durable_path(
 pub fn check(url: &str) -> Result<(), StoreError> {
     let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Open {
         url: redact(url),
-        source,
+        source: source.into(),
     })?;
     DbFile::identify(&durable_path(url, &options)?).map(drop)
 }

@@ -84,7 +84,7 @@ impl Writer {
 }
 
 fn gone() -> StoreError {
-    StoreError::Query(sqlx::Error::PoolClosed)
+    StoreError::WriterGone
 }
 
 /// The writer's connection, opened when needed.
