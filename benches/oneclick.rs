@@ -1,8 +1,11 @@
-//! Durable one-click opt-outs per second: `cargo bench --bench oneclick`.
+//! Durable one-click opt-outs per second: `cargo bench --bench oneclick` (on SQLite;
+//! `BENCH_STORE=postgres` on PostgreSQL).
 //!
 //! Fills a fresh SQLite store with token subjects, starts the web front in-process, and
 //! drives it with `wrk` (Debian package `wrk`), every request a new opt-out. The figure is
 //! counted from the store afterwards, not from wrk: only rows that are on disk count.
+
+mod support;
 
 use optout_milter::{
     config::{Config, Overrides},
@@ -35,7 +38,12 @@ fn main() {
 
 async fn run(connections: u32) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite:{}", dir.path().join("consent.db").display());
+    // BENCH_STORE=postgres: on a fresh PostgreSQL database instead of SQLite.
+    let postgres = std::env::var("BENCH_STORE").is_ok_and(|s| s == "postgres");
+    let db = match postgres {
+        true => support::postgres_database("oneclick").await,
+        false => format!("sqlite:{}", dir.path().join("consent.db").display()),
+    };
     let config = format!(
         "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"u@example.com\"\n\
          generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{}/key\"\n\
@@ -54,7 +62,20 @@ async fn run(connections: u32) {
 
     // Token subjects for SUBJECTS addresses, written in one transaction.
     let fill = Instant::now();
-    {
+    if postgres {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db)
+            .await
+            .expect("fill connection");
+        sqlx::query(
+            "INSERT INTO token_subject (id, address, scope, created_at)
+             SELECT i, 'reader' || i || '@bench.example', '*', 0 FROM generate_series(1, $1) AS i",
+        )
+        .bind(SUBJECTS as i64)
+        .execute(&mut conn)
+        .await
+        .expect("insert subjects");
+    } else {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&db)
             .await
@@ -116,14 +137,18 @@ async fn run(connections: u32) {
     server.abort();
 
     let durable: i64 = {
+        let count = "SELECT count(*) FROM consent WHERE value = 'n'";
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&db)
-            .await
-            .expect("count connection");
-        sqlx::query_scalar("SELECT count(*) FROM consent WHERE value = 'n'")
-            .fetch_one(&mut conn)
-            .await
-            .expect("count")
+        match postgres {
+            true => sqlx::query_scalar(count)
+                .fetch_one(&mut sqlx::PgConnection::connect(&db).await.expect("connect"))
+                .await
+                .expect("count"),
+            false => sqlx::query_scalar(count)
+                .fetch_one(&mut sqlx::SqliteConnection::connect(&db).await.expect("connect"))
+                .await
+                .expect("count"),
+        }
     };
     let non_2xx = report
         .lines()
@@ -137,7 +162,11 @@ async fn run(connections: u32) {
             .unwrap_or_else(|| "?".into())
     };
     println!(
-        "wrk -t 2 -c {connections} -d {SECONDS}s, one new token per request, SQLite synchronous=FULL"
+        "wrk -t 2 -c {connections} -d {SECONDS}s, one new token per request, {}",
+        match postgres {
+            true => "PostgreSQL synchronous_commit=on",
+            false => "SQLite synchronous=FULL",
+        }
     );
     println!(
         "durable one-click opt-outs: {durable} in {SECONDS} s = {:.0}/s",

@@ -540,8 +540,17 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         store.subject(id).await.unwrap(),
         Some((address.clone(), Scope::All))
     );
-    let (changes, _) = store.changes_since(start, 10).await.unwrap();
-    assert_eq!(changes.len(), 2);
+    // The feed delivers a change once every older transaction of the cluster has ended
+    // (other tests' too): wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (changes, _) = store.changes_since(start, 10).await.unwrap();
+        if changes.len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{changes:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     let mut conn = {
         use sqlx::Connection;

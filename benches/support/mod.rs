@@ -95,7 +95,8 @@ pub async fn postgres_database(name: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .expect("a PostgreSQL server (scripts/postgres-test-server.sh)");
-    let database = format!("bench_{name}_{}", std::process::id());
+    // A fixed name: the next run of the same benchmark drops it.
+    let database = format!("bench_{name}");
     for sql in [
         format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
         format!("CREATE DATABASE {database}"),
