@@ -83,7 +83,10 @@ impl PostgresStore {
                 .await
                 .unwrap_or(None);
         if create == Create::IfMissing || applied != latest {
-            migrator.run(&pool).await.map_err(|e| StoreError::Migrate(e.into()))?;
+            migrator
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Migrate(e.into()))?;
         }
         Ok(Self {
             writer: writer::Writer::spawn(pool.clone()),
