@@ -101,7 +101,11 @@ impl Visit for PlainVisitor<'_> {
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
         self.result = self.name(field).and_then(|()| match plain {
             true if field.name() == "message" => self.writer.write_str(value),
-            true => write!(self.writer, "\"{value}\""),
+            true => {
+                self.writer.write_char('"')?;
+                self.writer.write_str(value)?;
+                self.writer.write_char('"')
+            }
             false => write!(self.writer, "{value:?}"),
         });
     }

@@ -24,7 +24,7 @@ use std::{
     ffi::{CStr, CString},
     sync::Arc,
 };
-use tracing::{Instrument, Span, error, info_span, warn};
+use tracing::{Span, error, info_span, warn};
 
 /// Per-connection data: the settings it began with, the session, and the replies the MTA
 /// agreed to do without.
@@ -79,15 +79,9 @@ pub fn build(shared: Arc<SharedMilter>, activity: Arc<Activity>) -> Callbacks<Co
             Box::pin(async move { connect(cx, socket) })
         })
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
-        .on_rcpt(|cx, args| {
-            let span = span_for(&mut cx.data, &cx.macros);
-            Box::pin(rcpt(cx, args).instrument(span))
-        })
+        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
-        .on_eom(|cx| {
-            let span = span_for(&mut cx.data, &cx.macros);
-            Box::pin(eom(cx).instrument(span))
-        })
+        .on_eom(|cx| Box::pin(eom(cx)))
         .on_abort(|cx| {
             Box::pin(async move {
                 if let Some(conn) = &mut cx.data {
@@ -128,14 +122,13 @@ impl Connection {
         }
     }
 
-    /// The span for the transaction with `queue_id`, made when the queue id is new.
-    fn span(&mut self, queue_id: &str) -> Span {
+    /// Makes the span for the transaction with `queue_id` when the queue id is new.
+    fn open_span(&mut self, queue_id: &str) {
         if self.queue_id != queue_id || self.span.is_none() {
             self.queue_id.clear();
             self.queue_id.push_str(queue_id);
             self.span = info_span!("milter", client = %self.client, queue_id);
         }
-        self.span.clone()
     }
 
     /// A transaction begins (MAIL).
@@ -214,11 +207,18 @@ async fn rcpt(cx: &mut Context<Connection>, args: Vec<CString>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
+    conn.open_span(&queue_id(&cx.macros));
     let rcpt = args
         .first()
         .map(|a| a.to_string_lossy())
         .unwrap_or_default();
-    match conn.session.rcpt(&conn.milter, &rcpt).await {
+    let Connection {
+        span,
+        session,
+        milter,
+        ..
+    } = conn;
+    match InSpan::new(span, session.rcpt(milter, &rcpt)).await {
         RcptVerdict::Continue => Status::Continue,
         RcptVerdict::Refuse { xcode, text } => {
             set_reply(&mut cx.reply, "550", xcode, &text, Status::Reject)
@@ -253,10 +253,19 @@ async fn eom(cx: &mut EomContext<Connection>) -> Status {
     let Some(conn) = &mut cx.data else {
         return Status::Tempfail;
     };
-    let plan = conn.session.eom(&conn.milter).await;
+    conn.open_span(&queue_id(&cx.macros));
+    let Connection {
+        span,
+        session,
+        milter,
+        ..
+    } = conn;
+    let plan = InSpan::new(span, session.eom(milter)).await;
     conn.done();
+    // The header changes are outside the span (each is a poll, and each poll in a span
+    // enters and leaves it): their one log line names the span itself.
     if let Err(e) = apply(&cx.actions, &plan).await {
-        error!(error = %crate::error_chain(&e), "cannot change the message");
+        error!(parent: &conn.span, error = %crate::error_chain(&e), "cannot change the message");
         return tempfail(&mut cx.reply);
     }
     match plan.verdict {
@@ -288,11 +297,33 @@ async fn apply(actions: &EomActions, plan: &EomPlan) -> Result<(), ActionError> 
     Ok(())
 }
 
-/// The transaction's span, for a callback's future.
-fn span_for(data: &mut Option<Connection>, macros: &indymilter::Macros) -> Span {
-    match data {
-        Some(conn) => conn.span(&queue_id(macros)),
-        None => Span::none(),
+pin_project_lite::pin_project! {
+    /// A future run inside a span it borrows, entered at each poll like `Instrument`
+    /// does, without cloning and closing a span handle at every callback: in a milter
+    /// transaction, that was a fifth of the span's cost.
+    struct InSpan<'a, F> {
+        span: &'a Span,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<'a, F> InSpan<'a, F> {
+    fn new(span: &'a Span, future: F) -> Self {
+        Self { span, future }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for InSpan<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.future.poll(cx)
     }
 }
 
