@@ -162,6 +162,34 @@ async fn open_with(url: &str, create: Create) -> Result<Arc<dyn ConsentStore>, S
     }
 }
 
+/// The key columns to continue a page after; before every key when there is none.
+fn cursor(after: Option<&RecordKey>) -> (&str, &str, &str) {
+    match after {
+        Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
+        None => ("", "", ""),
+    }
+}
+
+/// A stored text as a domain value; a value this version does not know is corruption.
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+/// A time as the stores keep it: Unix milliseconds.
+pub(crate) fn to_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored time.
+pub(crate) fn from_millis(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 /// `url` without a password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

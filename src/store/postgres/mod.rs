@@ -20,18 +20,15 @@ mod wake;
 mod writer;
 
 use super::{
-    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, redact,
+    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, cursor,
+    from_millis, parse, redact,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use sqlx::{
     Row,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow},
 };
-use std::{
-    str::FromStr,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 /// Connections each node opens for reads and writes (the listener takes one more).
 pub const POOL_SIZE: u32 = 8;
@@ -348,14 +345,6 @@ impl ConsentStore for PostgresStore {
     }
 }
 
-/// The key columns to continue after; before every key when there is none.
-fn cursor(after: Option<&RecordKey>) -> (&str, &str, &str) {
-    match after {
-        Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
-        None => ("", "", ""),
-    }
-}
-
 fn value_from_row(row: &PgRow) -> Result<(RecordKey, ConsentValue), StoreError> {
     let key = RecordKey {
         address: row.get("address"),
@@ -375,21 +364,4 @@ fn record_from_row(row: &PgRow) -> Result<ConsentRecord, StoreError> {
         updated_at: from_millis(row.get("updated_at")),
         evidence: row.get("evidence"),
     })
-}
-
-fn parse<T: FromStr>(s: &str) -> Result<T, StoreError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse()
-        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
-}
-
-fn to_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn from_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -6,10 +6,9 @@
 //! several nodes write at once; PostgreSQL's row locks order the writes to one key, and
 //! the history rows follow that order.
 
-use super::to_millis;
 use crate::{
     consent::{Address, Change, Scope},
-    store::{Recorded, StoreError},
+    store::{Recorded, StoreError, to_millis},
 };
 use sqlx::{PgConnection, postgres::PgPool};
 use std::sync::Arc;

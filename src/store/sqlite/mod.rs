@@ -14,7 +14,8 @@ mod file;
 mod writer;
 
 use super::{
-    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, redact,
+    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, cursor,
+    from_millis, parse, redact,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use file::DbFile;
@@ -25,11 +26,7 @@ use sqlx::{
         SqliteSynchronous,
     },
 };
-use std::{
-    str::FromStr,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -127,7 +124,7 @@ impl ConsentStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
-                .map(|row| Ok((parse_scope(row.get("scope"))?, parse(row.get("value"))?)))
+                .map(|row| Ok((parse::<Scope>(row.get("scope"))?, parse(row.get("value"))?)))
                 .collect()
         })
     }
@@ -188,7 +185,7 @@ impl ConsentStore for SqliteStore {
                         change: Change {
                             address: Address::from_stored(row.get("address")),
                             channel: parse(row.get("channel"))?,
-                            scope: parse_scope(row.get("scope"))?,
+                            scope: parse::<Scope>(row.get("scope"))?,
                             value: parse(row.get("value"))?,
                             source: parse(row.get("source"))?,
                             at: from_millis(row.get("recorded_at")),
@@ -228,7 +225,7 @@ impl ConsentStore for SqliteStore {
             row.map(|row| {
                 Ok((
                     Address::from_stored(row.get("address")),
-                    parse_scope(row.get("scope"))?,
+                    parse::<Scope>(row.get("scope"))?,
                 ))
             })
             .transpose()
@@ -314,14 +311,6 @@ impl ConsentStore for SqliteStore {
     }
 }
 
-/// The key columns to continue after; before every key when there is none.
-fn cursor(after: Option<&RecordKey>) -> (&str, &str, &str) {
-    match after {
-        Some(k) => (k.address.as_str(), k.channel.as_str(), k.scope.as_str()),
-        None => ("", "", ""),
-    }
-}
-
 /// The header of SQLite's WAL index, read from the `-shm` file. Every commit, by any
 /// process, changes its change counter and last valid frame (SQLite's "WAL-index header",
 /// documented in its file format description); a read of 48 bytes tells whether another
@@ -360,7 +349,7 @@ fn value_from_row(row: &SqliteRow) -> Result<(RecordKey, ConsentValue), StoreErr
     let key = RecordKey {
         address: row.get("address"),
         channel: parse(row.get("channel"))?,
-        scope: parse_scope(row.get("scope"))?,
+        scope: parse::<Scope>(row.get("scope"))?,
     };
     Ok((key, parse(row.get("value"))?))
 }
@@ -369,31 +358,10 @@ fn record_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
     Ok(ConsentRecord {
         address: Address::from_stored(row.get("address")),
         channel: parse(row.get("channel"))?,
-        scope: parse_scope(row.get("scope"))?,
+        scope: parse::<Scope>(row.get("scope"))?,
         value: parse(row.get("value"))?,
         source: parse(row.get("source"))?,
         updated_at: from_millis(row.get("updated_at")),
         evidence: row.get("evidence"),
     })
-}
-
-fn parse<T: FromStr>(s: &str) -> Result<T, StoreError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse()
-        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
-}
-
-fn parse_scope(s: &str) -> Result<Scope, StoreError> {
-    parse(s)
-}
-
-pub(crate) fn to_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn from_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -14,10 +14,10 @@
 //! each commit, and before any caller hears of it, the file is checked to still be the
 //! store's ([`DbFile`]): a commit into a deleted file is not durable.
 
-use super::{DbFile, to_millis};
+use super::DbFile;
 use crate::{
     consent::{Address, Change, Scope},
-    store::{Recorded, StoreError},
+    store::{Recorded, StoreError, to_millis},
 };
 use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 use std::{sync::Arc, time::SystemTime};
