@@ -6,7 +6,8 @@
 //! field formatter (styled for a terminal even when colours are off, every string escaped
 //! char by char) and `EnvFilter` (a locked map lookup at every span entry), the span cost
 //! about 7 % of the milter's instructions per transaction; with the plain fields and plain
-//! level filter here, under 3 % (`benches/instructions/run.sh`, BENCHMARKS.md).
+//! level filter here, and each plain field written in one piece, about 2 %
+//! (`benches/instructions/run.sh`, BENCHMARKS.md rounds 4 and 5).
 
 use super::LogFormat;
 use std::{fmt, io::IsTerminal};
@@ -99,15 +100,20 @@ impl Visit for PlainVisitor<'_> {
         let plain = value
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-        self.result = self.name(field).and_then(|()| match plain {
+        self.result = match plain {
             true if field.name() == "message" => self.writer.write_str(value),
-            true => {
-                self.writer.write_char('"')?;
-                self.writer.write_str(value)?;
-                self.writer.write_char('"')
-            }
-            false => write!(self.writer, "{value:?}"),
-        });
+            // In one piece: each write may grow the span's string (a reallocation each),
+            // and a span's fields are formatted when it is made, logged or not.
+            true => match Quoted::new(field.name(), value) {
+                Some(quoted) => self.writer.write_str(quoted.as_str()),
+                None => self
+                    .name(field)
+                    .and_then(|()| write!(self.writer, "\"{value}\"")),
+            },
+            false => self
+                .name(field)
+                .and_then(|()| write!(self.writer, "{value:?}")),
+        };
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -116,6 +122,32 @@ impl Visit for PlainVisitor<'_> {
                 .name(field)
                 .and_then(|()| write!(self.writer, "{value:?}"));
         }
+    }
+}
+
+/// `name="value"` on the stack, for values that need no escaping.
+struct Quoted {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Quoted {
+    /// None when it does not fit.
+    fn new(name: &str, value: &str) -> Option<Self> {
+        let len = name.len() + value.len() + 3;
+        let mut bytes = [0; 96];
+        let out = bytes.get_mut(..len)?;
+        let (n, rest) = out.split_at_mut(name.len());
+        n.copy_from_slice(name.as_bytes());
+        rest[..2].copy_from_slice(b"=\"");
+        rest[2..2 + value.len()].copy_from_slice(value.as_bytes());
+        rest[2 + value.len()] = b'"';
+        Some(Self { bytes, len })
+    }
+
+    fn as_str(&self) -> &str {
+        // Built from two strs and ASCII punctuation.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
@@ -183,5 +215,12 @@ mod tests {
             "milter{client=\"192.0.2.1\" queue_id=\"4Xy7\"}: recipient refused \
              rcpt=\"jane@example.org\" forged=\"x\\nFeb 1 postfix: fake\" quote=\"a\\\"b\" count=3\n"
         );
+    }
+
+    #[test]
+    fn a_value_too_long_for_the_stack_is_written_the_same_way() {
+        let long = "a".repeat(200);
+        let line = text(|| tracing::info!(short = "b", long = long.as_str(), "x"));
+        assert_eq!(line, format!("x short=\"b\" long=\"{long}\"\n"));
     }
 }
