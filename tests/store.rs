@@ -81,6 +81,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     concurrent_writes_are_all_kept_and_answered_individually,
     concurrent_subject_ids_for_one_pair_agree,
+    concurrent_subject_lookups_each_get_their_own_answer,
+    two_nodes_writing_the_same_keys_in_opposite_orders_keep_every_change,
     the_history_refuses_to_be_rewritten,
     the_index_sees_its_own_and_other_processes_writes_at_once,
     the_index_answers_exactly_what_the_store_answers,
@@ -175,6 +177,95 @@ async fn concurrent_subject_ids_for_one_pair_agree(db: Db) {
         );
     }
     assert_eq!(store.subject(999_999).await.unwrap(), None);
+}
+
+/// Lookups that arrive together are answered by one query on PostgreSQL: each caller
+/// still gets its own subject, or none.
+async fn concurrent_subject_lookups_each_get_their_own_answer(db: Db) {
+    let store = store::open_or_create(db.url()).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        let address = AddressPolicy::default()
+            .normalize(&format!("s{i}@example.org"))
+            .unwrap();
+        let id = store.subject_id(&address, &Scope::All).await.unwrap();
+        expected.push((id, Some((address, Scope::All))));
+        expected.push((id + 1_000_000, None));
+    }
+    let tasks: Vec<_> = expected
+        .into_iter()
+        .map(|(id, subject)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (store.subject(id).await.unwrap(), subject, id) })
+        })
+        .collect();
+    for task in tasks {
+        let (got, expected, id) = task.await.unwrap();
+        assert_eq!(got, expected, "subject {id}");
+    }
+}
+
+/// Two nodes (two stores on one database) write the same two keys at once, in opposite
+/// orders: no write fails, and the history has exactly the changes that were reported as
+/// changes, in an order that agrees with the current value.
+async fn two_nodes_writing_the_same_keys_in_opposite_orders_keep_every_change(db: Db) {
+    let a = store::open_or_create(db.url()).await.unwrap();
+    let b = store::open(db.url()).await.unwrap();
+    let pair =
+        |first: usize, second: usize, value| vec![change(first, value), change(second, value)];
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let value = if i % 3 == 0 {
+                ConsentValue::Yes
+            } else {
+                ConsentValue::No
+            };
+            let (store, changes) = match i % 2 {
+                0 => (Arc::clone(&a), pair(1, 2, value)),
+                _ => (Arc::clone(&b), pair(2, 1, value)),
+            };
+            tokio::spawn(async move { store.record(&changes).await.unwrap() })
+        })
+        .collect();
+    let mut changed = 0;
+    for task in tasks {
+        changed += task
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| **r == Recorded::Changed)
+            .count();
+    }
+    let mut logged = 0;
+    for i in [1, 2] {
+        let address = AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap();
+        let history = store_history(&a, &address).await;
+        // Each entry differs from the one before it: unchanged values were not logged.
+        assert!(
+            history.windows(2).all(|w| w[0] != w[1]),
+            "r{i}: {history:?}"
+        );
+        // The current value is the last one logged.
+        let current = a.records(&address).await.unwrap()[0].value;
+        assert_eq!(history.last(), Some(&current), "r{i}");
+        logged += history.len();
+    }
+    assert_eq!(logged, changed);
+}
+
+async fn store_history(
+    store: &Arc<dyn store::ConsentStore>,
+    address: &optout_milter::consent::Address,
+) -> Vec<ConsentValue> {
+    store
+        .history(address)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.change.value)
+        .collect()
 }
 
 async fn the_history_refuses_to_be_rewritten(db: Db) {

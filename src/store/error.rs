@@ -60,6 +60,13 @@ impl From<sqlx::Error> for Backend {
     }
 }
 
+/// One failure answered to several callers (a query that served a batch of them).
+impl From<std::sync::Arc<sqlx::Error>> for Backend {
+    fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
+        Self(Box::new(error))
+    }
+}
+
 impl From<sqlx::migrate::MigrateError> for Backend {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
         Self(Box::new(error))

@@ -16,6 +16,7 @@
 //! server is configured for it, on a synchronous standby's). [`wake`] turns the
 //! notification each commit sends into the index's change token.
 
+mod subjects;
 mod wake;
 mod writer;
 
@@ -30,8 +31,10 @@ use sqlx::{
 };
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-/// Connections each node opens for reads and writes (the listener takes one more).
-pub const POOL_SIZE: u32 = 8;
+/// Connections each node opens for reads and writes (the listener takes one more): the
+/// writer's and the subject reader's tasks hold at most 8 of them, which leaves two for
+/// the follower and the other reads under a flood of opt-outs.
+pub const POOL_SIZE: u32 = 10;
 /// How long a query waits for a free connection (or for the server to accept one).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -39,6 +42,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: PgPool,
     writer: writer::Writer,
+    subjects: subjects::Subjects,
     wake: Arc<wake::Wake>,
 }
 
@@ -87,6 +91,7 @@ impl PostgresStore {
         }
         Ok(Self {
             writer: writer::Writer::spawn(pool.clone()),
+            subjects: subjects::Subjects::spawn(pool.clone()),
             wake: wake::Wake::start(&pool),
             pool,
         })
@@ -222,17 +227,7 @@ impl ConsentStore for PostgresStore {
             let Ok(id) = i64::try_from(id) else {
                 return Ok(None);
             };
-            let row = sqlx::query("SELECT address, scope FROM token_subject WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.map(|row| {
-                Ok((
-                    Address::from_stored(row.get("address")),
-                    parse(row.get("scope"))?,
-                ))
-            })
-            .transpose()
+            self.subjects.get(id).await
         })
     }
 
@@ -277,8 +272,12 @@ impl ConsentStore for PostgresStore {
                         page.id, page.address, page.channel, page.scope, c.value
                  FROM horizon
                  LEFT JOIN page ON true
-                 LEFT JOIN consent c
-                   ON (c.address, c.channel, c.scope) = (page.address, page.channel, page.scope)
+                 LEFT JOIN LATERAL (
+                   SELECT value FROM consent
+                   WHERE address = page.address AND channel = page.channel
+                     AND scope = page.scope
+                   LIMIT 1
+                 ) c ON true
                  ORDER BY page.xid, page.id",
             )
             .bind(after.commit)
