@@ -11,7 +11,7 @@ use optout_milter::{
         ConsentValue::{No, Yes},
         HistoryEntry, Scope,
     },
-    store::{ConsentStore, FeedPosition, RecordKey, Recorded, StoreFuture},
+    store::{ConsentStore, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreFuture},
 };
 use std::ffi::CString;
 use std::sync::Arc;
@@ -372,7 +372,7 @@ struct Slow(Arc<dyn ConsentStore>);
 
 const SLOW: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl ConsentStore for Slow {
+impl Lookups for Slow {
     fn scoped_values<'a>(
         &'a self,
         address: &'a Address,
@@ -384,12 +384,17 @@ impl ConsentStore for Slow {
             self.0.scoped_values(address, channel, list).await
         })
     }
+}
+
+impl Records for Slow {
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         self.0.record(changes)
     }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         self.0.records(address)
     }
+
     fn page<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
@@ -397,15 +402,19 @@ impl ConsentStore for Slow {
     ) -> StoreFuture<'a, Vec<ConsentRecord>> {
         self.0.page(after, limit)
     }
+
     fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>> {
         self.0.history(address)
     }
+
     fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
         self.0.subject_id(address, scope)
     }
+
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         self.0.subject(id)
     }
+
     fn values<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
@@ -416,6 +425,9 @@ impl ConsentStore for Slow {
             self.0.values(after, limit).await
         })
     }
+}
+
+impl Feed for Slow {
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -426,9 +438,13 @@ impl ConsentStore for Slow {
             self.0.changes_since(after, limit).await
         })
     }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         self.0.feed_position()
     }
+}
+
+impl ConsentStore for Slow {
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.0.ping()
     }

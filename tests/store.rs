@@ -8,7 +8,7 @@ mod common;
 
 use optout_milter::{
     consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
-    store::{self, Recorded},
+    store::{self, Lookups, Recorded, Records},
 };
 use std::{sync::Arc, time::SystemTime};
 
@@ -293,7 +293,7 @@ async fn ready(store: &optout_milter::store::index::IndexedStore) {
 }
 
 async fn the_index_sees_its_own_and_other_processes_writes_at_once(db: Db) {
-    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    use optout_milter::store::index::IndexedStore;
     let url = db.url().to_owned();
     let plain = store::open_or_create(&url).await.unwrap();
     plain.record(&[change(1, ConsentValue::No)]).await.unwrap();
@@ -365,7 +365,7 @@ async fn the_index_sees_its_own_and_other_processes_writes_at_once(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh() {
-    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    use optout_milter::store::index::IndexedStore;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("c.db").display());
     let indexed = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
@@ -425,7 +425,7 @@ async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh()
 /// The index must answer exactly what the store answers, whatever mix of values, scopes and
 /// writers came before: checked against the store itself for every address and list.
 async fn the_index_answers_exactly_what_the_store_answers(db: Db) {
-    use optout_milter::store::{ConsentStore, index::IndexedStore};
+    use optout_milter::store::index::IndexedStore;
     let url = db.url().to_owned();
     let plain = store::open_or_create(&url).await.unwrap();
     let lists: Vec<Scope> = ["*", "weekly", "deals"]
@@ -491,7 +491,7 @@ async fn the_index_answers_exactly_what_the_store_answers(db: Db) {
 /// index must see both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids() {
-    use optout_milter::store::{ConsentStore, FeedPosition, index::IndexedStore};
+    use optout_milter::store::{FeedPosition, index::IndexedStore};
     use sqlx::Connection;
     let test = "the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids";
     let Some(db) = common::postgres::database(test).await else {

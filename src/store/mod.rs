@@ -1,5 +1,7 @@
-//! Where consent lives: a trait the milter, the web front and the CLI call, and its
-//! backends, chosen by the URL in `[store] url`: [`sqlite`] (embedded, one machine) and
+//! Where consent lives: the traits the milter, the web front and the CLI call, one per
+//! role ([`Lookups`] for the milter's decisions, [`Records`] for reads and writes,
+//! [`Feed`] for following changes; [`ConsentStore`] is all three), and the backends,
+//! chosen by the URL in `[store] url`: [`sqlite`] (embedded, one machine) and
 //! [`postgres`] (one database shared by several MTA nodes).
 //!
 //! The trait hands out boxed futures so that the daemon holds one `Arc<dyn ConsentStore>`
@@ -47,8 +49,9 @@ pub struct FeedPosition {
     pub row: i64,
 }
 
-/// The operations every backend provides.
-pub trait ConsentStore: Send + Sync {
+/// What the milter needs to decide: the values that bear on one message to one recipient.
+/// Answered from memory by the consent index ([`index`]) in the daemon.
+pub trait Lookups: Send + Sync {
     /// The values recorded for `address` on `channel` at scope `list` and at `*`: all the
     /// milter needs to decide.
     fn scoped_values<'a>(
@@ -57,7 +60,11 @@ pub trait ConsentStore: Send + Sync {
         channel: Channel,
         list: &'a Scope,
     ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>>;
+}
 
+/// Reads and writes of records, their history and token subjects: what the web front,
+/// intake, the CLI and the milter's token minting need.
+pub trait Records: Send + Sync {
     /// Applies `changes` in one durable transaction, each to the current state and the
     /// history. A change to the value already recorded writes nothing.
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>>;
@@ -85,16 +92,20 @@ pub trait ConsentStore: Send + Sync {
     /// Up to `limit` record keys with their values in key order, after `after`: cheaper
     /// than [`page`] when only the values are needed.
     ///
-    /// [`page`]: ConsentStore::page
+    /// [`page`]: Records::page
     fn values<'a>(
         &'a self,
         after: Option<&'a RecordKey>,
         limit: u32,
     ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>>;
+}
 
-    /// The change feed: up to `limit` keys changed after `after`, each with its value as
-    /// it is now, and the position to read from next. How a node learns what other
-    /// processes and nodes wrote; it never skips a change, however commits interleave.
+/// The change feed: how a node learns what other processes and nodes wrote. Each backend
+/// has its own way to wake a follower ([`Feed::change_token`]: SQLite's shared-memory
+/// file, PostgreSQL's notifications) and its own cursor ([`FeedPosition`]).
+pub trait Feed: Send + Sync {
+    /// Up to `limit` keys changed after `after`, each with its value as it is now, and the
+    /// position to read from next. It never skips a change, however commits interleave.
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -110,7 +121,10 @@ pub trait ConsentStore: Send + Sync {
     fn change_token(&self) -> Option<u64> {
         None
     }
+}
 
+/// A whole store: the three roles above, and its health.
+pub trait ConsentStore: Lookups + Records + Feed {
     /// Checks that the store answers (and, like [`check`], that it is still the store
     /// that was opened).
     ///

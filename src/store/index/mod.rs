@@ -22,7 +22,10 @@
 
 mod table;
 
-use super::{ConsentStore, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture};
+use super::{
+    ConsentStore, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
+    StoreFuture,
+};
 use crate::consent::{
     Address, Change, Channel, ConsentRecord, ConsentValue, Effect, HistoryEntry, Scope,
 };
@@ -200,7 +203,7 @@ async fn maintain(store: Weak<IndexedStore>) {
     }
 }
 
-impl ConsentStore for IndexedStore {
+impl Lookups for IndexedStore {
     fn scoped_values<'a>(
         &'a self,
         address: &'a Address,
@@ -231,7 +234,9 @@ impl ConsentStore for IndexedStore {
             Ok(values)
         })
     }
+}
 
+impl Records for IndexedStore {
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         Box::pin(async move {
             let metrics = crate::metrics::get();
@@ -310,7 +315,9 @@ impl ConsentStore for IndexedStore {
     ) -> StoreFuture<'a, Vec<(RecordKey, ConsentValue)>> {
         self.inner.values(after, limit)
     }
+}
 
+impl Feed for IndexedStore {
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -326,7 +333,9 @@ impl ConsentStore for IndexedStore {
     fn change_token(&self) -> Option<u64> {
         self.inner.change_token()
     }
+}
 
+impl ConsentStore for IndexedStore {
     fn check(&self) -> Result<(), StoreError> {
         self.inner.check()
     }

@@ -21,8 +21,8 @@ mod wake;
 mod writer;
 
 use super::{
-    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, cursor,
-    from_millis, parse, redact,
+    ConsentStore, Create, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
+    StoreFuture, cursor, from_millis, parse, redact,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use sqlx::{
@@ -114,7 +114,7 @@ pub fn check(url: &str) -> Result<(), StoreError> {
     connect_options(url).map(drop)
 }
 
-impl ConsentStore for PostgresStore {
+impl Lookups for PostgresStore {
     fn scoped_values<'a>(
         &'a self,
         address: &'a Address,
@@ -136,7 +136,9 @@ impl ConsentStore for PostgresStore {
                 .collect()
         })
     }
+}
 
+impl Records for PostgresStore {
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         Box::pin(self.writer.record(changes.to_vec()))
     }
@@ -252,7 +254,9 @@ impl ConsentStore for PostgresStore {
             rows.iter().map(value_from_row).collect()
         })
     }
+}
 
+impl Feed for PostgresStore {
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -335,7 +339,9 @@ impl ConsentStore for PostgresStore {
     fn change_token(&self) -> Option<u64> {
         Some(self.wake.token())
     }
+}
 
+impl ConsentStore for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1").fetch_one(&self.pool).await?;

@@ -14,8 +14,8 @@ mod file;
 mod writer;
 
 use super::{
-    ConsentStore, Create, FeedPosition, RecordKey, Recorded, StoreError, StoreFuture, cursor,
-    from_millis, parse, redact,
+    ConsentStore, Create, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
+    StoreFuture, cursor, from_millis, parse, redact,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use file::DbFile;
@@ -106,7 +106,7 @@ pub fn check(url: &str) -> Result<(), StoreError> {
     DbFile::identify(&durable_path(url, &options)?).map(drop)
 }
 
-impl ConsentStore for SqliteStore {
+impl Lookups for SqliteStore {
     fn scoped_values<'a>(
         &'a self,
         address: &'a Address,
@@ -128,7 +128,9 @@ impl ConsentStore for SqliteStore {
                 .collect()
         })
     }
+}
 
+impl Records for SqliteStore {
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         Box::pin(self.writer.record(changes.to_vec()))
     }
@@ -253,7 +255,9 @@ impl ConsentStore for SqliteStore {
             rows.iter().map(value_from_row).collect()
         })
     }
+}
 
+impl Feed for SqliteStore {
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -295,7 +299,9 @@ impl ConsentStore for SqliteStore {
     fn change_token(&self) -> Option<u64> {
         self.shm.fingerprint()
     }
+}
 
+impl ConsentStore for SqliteStore {
     fn check(&self) -> Result<(), StoreError> {
         self.file.check()
     }
