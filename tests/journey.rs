@@ -50,6 +50,8 @@ struct World {
     _dkim: opendkim::OpenDkim,
     dkim_port: u16,
     _dir: tempfile::TempDir,
+    /// The store under `OPTOUT_TEST_STORE=postgres`, dropped after the daemon.
+    _postgres: Option<common::postgres::TestDb>,
 }
 
 fn world(name: &str) -> World {
@@ -59,7 +61,11 @@ fn world(name: &str) -> World {
     let (dkim, dkim_port) = opendkim::start(&dkim_dir);
     let dir = tempfile::tempdir().unwrap();
     let web_port = free_port();
-    let config = daemon_config(dir.path(), CONFIG).replace("@WEB_PORT@", &web_port.to_string());
+    let sqlite = format!("sqlite:{}/consent.db", dir.path().display());
+    let (store, postgres) = common::postgres::fixture_store_blocking(sqlite.clone());
+    let config = daemon_config(dir.path(), CONFIG)
+        .replace("@WEB_PORT@", &web_port.to_string())
+        .replace(&sqlite, &store);
     let milter = Daemon::start(dir.path(), &config);
     wait_for("the web front", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", web_port)).ok()
@@ -71,6 +77,7 @@ fn world(name: &str) -> World {
         _dkim: dkim,
         dkim_port,
         _dir: dir,
+        _postgres: postgres,
     }
 }
 

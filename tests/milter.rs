@@ -256,15 +256,7 @@ async fn opt_in_only_refuses_addresses_without_consent() {
 /// Breaks the store under the milter: current state and history both go, so neither the
 /// store nor the consent index (which follows the history) can answer.
 async fn break_store(db_url: &str) {
-    use sqlx::{Connection, SqliteConnection};
-    let mut db = SqliteConnection::connect(db_url).await.unwrap();
-    for table in ["consent", "consent_history"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
-    db.close().await.unwrap();
+    common::drop_tables(db_url, &["consent", "consent_history"]).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The web front through its router (`oneshot`, no socket): every case of the one-click
 //! endpoint, the landing page and its undo.
 #![allow(clippy::unwrap_used)] // tests fail loudly
+mod common;
 
 use axum::{
     Router,
@@ -49,11 +50,14 @@ struct Fixture {
     unsubscribe: Arc<Unsubscribe>,
     db_url: String,
     _dir: tempfile::TempDir,
+    _postgres: Option<common::postgres::TestDb>,
 }
 
 async fn fixture(web_keys: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let (db_url, postgres) =
+        common::postgres::fixture_store(format!("sqlite:{}", dir.path().join("c.db").display()))
+            .await;
     let text = CONFIG
         .replace("@DIR@", &dir.path().to_string_lossy())
         .replace("@WEB@", web_keys);
@@ -74,6 +78,7 @@ async fn fixture(web_keys: &str) -> Fixture {
         unsubscribe,
         db_url,
         _dir: dir,
+        _postgres: postgres,
     }
 }
 
@@ -442,12 +447,7 @@ async fn one_click_posts_with_valid_tokens_from_one_provider_are_never_rate_limi
 async fn healthz_reports_the_store() {
     let f = fixture("").await;
     assert_eq!(f.send(get("/healthz", None)).await.0, StatusCode::OK);
-    use sqlx::{Connection, SqliteConnection};
-    let mut db = SqliteConnection::connect(&f.db_url).await.unwrap();
-    sqlx::query("DROP TABLE consent")
-        .execute(&mut db)
-        .await
-        .unwrap();
+    common::drop_tables(&f.db_url, &["consent"]).await;
     assert_eq!(
         f.send(get("/healthz", None)).await.0,
         StatusCode::SERVICE_UNAVAILABLE

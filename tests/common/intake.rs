@@ -22,6 +22,8 @@ pub struct IntakeFixture {
     pub unsubscribe: Arc<Unsubscribe>,
     pub db_url: String,
     pub dir: tempfile::TempDir,
+    /// The database under `OPTOUT_TEST_STORE=postgres`.
+    pub postgres: Option<super::postgres::TestDb>,
 }
 
 /// The `[unsubscribe]` section of every intake fixture.
@@ -39,7 +41,9 @@ file = "@DIR@/token.key"
 /// further `[intake]` keys.
 pub async fn intake_fixture(intake_keys: &str) -> IntakeFixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite:{}", dir.path().join("c.db").display());
+    let (db_url, postgres) =
+        super::postgres::fixture_store(format!("sqlite:{}", dir.path().join("c.db").display()))
+            .await;
     let text = format!("{UNSUBSCRIBE}\n[intake]\nmax_bytes = 16384\n{intake_keys}\n")
         .replace("@DIR@", &dir.path().to_string_lossy());
     let overrides = Overrides {
@@ -61,6 +65,7 @@ pub async fn intake_fixture(intake_keys: &str) -> IntakeFixture {
         unsubscribe,
         db_url,
         dir,
+        postgres,
     }
 }
 
@@ -93,13 +98,6 @@ impl IntakeFixture {
 
     /// Drops the store's current-state table under the intake: every write now fails.
     pub async fn break_store(&self) {
-        use sqlx::{Connection, SqliteConnection};
-        let mut db = SqliteConnection::connect(&self.db_url)
-            .await
-            .expect("connect");
-        sqlx::query("DROP TABLE consent")
-            .execute(&mut db)
-            .await
-            .expect("drop");
+        super::drop_tables(&self.db_url, &["consent"]).await;
     }
 }

@@ -42,6 +42,8 @@ pub struct TestMilter {
     pub store: Arc<dyn ConsentStore>,
     pub db_url: String,
     pub dir: TempDir,
+    /// The database under `OPTOUT_TEST_STORE=postgres`, dropped after the daemon.
+    _postgres: Option<postgres::TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), daemon::DaemonError>>>,
 }
@@ -59,7 +61,11 @@ pub async fn start_with(
     wrap: impl FnOnce(Arc<dyn ConsentStore>) -> Arc<dyn ConsentStore>,
 ) -> TestMilter {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite:{}", dir.path().join("consent.db").display());
+    let (db_url, postgres) = postgres::fixture_store(format!(
+        "sqlite:{}",
+        dir.path().join("consent.db").display()
+    ))
+    .await;
     let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n"))
         + &extra.replace("@DIR@", &dir.path().to_string_lossy());
     let overrides = Overrides {
@@ -86,6 +92,7 @@ pub async fn start_with(
         store,
         db_url,
         dir,
+        _postgres: postgres,
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -105,7 +112,11 @@ impl TestMilter {
             at: SystemTime::now(),
             evidence: "test".into(),
         };
-        self.store.record(&[change]).await.expect("record");
+        // Through the daemon's own store (its consent index in front), as the web front
+        // and intake write: the next decision sees it at once on either backend. (A write
+        // by another process reaches the index through the change feed: at once on SQLite,
+        // within the propagation delay on PostgreSQL, tests/nodes.rs.)
+        self.milter.store.record(&[change]).await.expect("record");
     }
 
     /// Stops the milter and waits until it has stopped.
@@ -115,6 +126,27 @@ impl TestMilter {
         }
         if let Some(task) = self.task.take() {
             task.await.expect("milter task").expect("milter result");
+        }
+    }
+}
+
+/// Drops `tables` from the store at `url` (SQLite or PostgreSQL) under a running daemon,
+/// to break it.
+pub async fn drop_tables(url: &str, tables: &[&str]) {
+    use sqlx::Connection;
+    for table in tables {
+        let sql = sqlx::AssertSqlSafe(format!("DROP TABLE {table}"));
+        match url.starts_with("postgres") {
+            true => {
+                let mut db = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query(sql).execute(&mut db).await.expect("drop");
+                db.close().await.expect("close");
+            }
+            false => {
+                let mut db = sqlx::SqliteConnection::connect(url).await.expect("connect");
+                sqlx::query(sql).execute(&mut db).await.expect("drop");
+                db.close().await.expect("close");
+            }
         }
     }
 }

@@ -100,3 +100,36 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Whether the fixtures put their store on PostgreSQL: with `OPTOUT_TEST_STORE=postgres`,
+/// the suites that take their store from [`fixture_store`] (milter, web, LMTP, intake,
+/// journey) run each test on a fresh PostgreSQL database; `.ci/run` runs them so after
+/// the whole suite has run on SQLite.
+pub fn fixtures_on_postgres() -> bool {
+    std::env::var("OPTOUT_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// The store URL for a fixture: `sqlite_url`, or under [`fixtures_on_postgres`] a new
+/// database, kept as long as the returned [`TestDb`].
+pub async fn fixture_store(sqlite_url: String) -> (String, Option<TestDb>) {
+    if !fixtures_on_postgres() {
+        return (sqlite_url, None);
+    }
+    let db = database("fixture")
+        .await
+        .expect("OPTOUT_TEST_STORE=postgres, but no PostgreSQL answers");
+    (db.url.clone(), Some(db))
+}
+
+/// [`fixture_store`] for tests without a runtime.
+pub fn fixture_store_blocking(sqlite_url: String) -> (String, Option<TestDb>) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(fixture_store(sqlite_url))
+    })
+    .join()
+    .expect("create the fixture's database")
+}

@@ -344,7 +344,11 @@ impl Feed for PostgresStore {
 impl ConsentStore for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+            // The tables, not just the server: a database whose tables were dropped or
+            // renamed answers `SELECT 1` and refuses every write.
+            sqlx::query("SELECT 1 FROM consent LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
             Ok(())
         })
     }
