@@ -153,15 +153,21 @@ async fn commit(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError>
         .flatten()
         .collect();
     let mut recorded = record(&mut tx, &changes).await?.into_iter();
+    let pairs: Vec<(&Address, &Scope)> = jobs
+        .iter()
+        .filter_map(|job| match job {
+            Job::Subject(address, scope, _) => Some((address, scope)),
+            Job::Record(..) => None,
+        })
+        .collect();
+    let mut subjects = subjects(&mut tx, &pairs).await?.into_iter();
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         outcomes.push(match job {
             Job::Record(changes, _) => {
                 Outcome::Record(recorded.by_ref().take(changes.len()).collect())
             }
-            Job::Subject(address, scope, _) => {
-                Outcome::Subject(subject(&mut tx, address, scope).await?)
-            }
+            Job::Subject(..) => Outcome::Subject(subjects.next().ok_or_else(mismatch)?),
         });
     }
     tx.commit().await?;
@@ -270,6 +276,62 @@ async fn record(conn: &mut PgConnection, changes: &[Change]) -> Result<Vec<Recor
     .execute(&mut *conn)
     .await?;
     Ok(outcomes)
+}
+
+/// The subject ids of `pairs`, in order, created where missing: one statement for the
+/// batch (a milter that mints a token for each of many new recipients would otherwise
+/// wait for a round trip each), then one lookup for each pair another node created
+/// meanwhile (its row is not in this statement's snapshot).
+async fn subjects(
+    conn: &mut PgConnection,
+    pairs: &[(&Address, &Scope)],
+) -> Result<Vec<i64>, StoreError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // In key order, as rows are locked: two nodes creating the same subjects wait for
+    // each other rather than deadlock.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (pairs[i].0.as_str(), pairs[i].1.as_str()));
+    let addresses: Vec<&str> = order.iter().map(|&i| pairs[i].0.as_str()).collect();
+    let scopes: Vec<&str> = order.iter().map(|&i| pairs[i].1.as_str()).collect();
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "WITH input AS (
+           SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(address, scope, n)
+         ),
+         created AS (
+           INSERT INTO token_subject (address, scope, created_at)
+           SELECT DISTINCT address, scope, $3 FROM input
+           ON CONFLICT (address, scope) DO NOTHING
+           RETURNING id, address, scope
+         )
+         SELECT input.n, COALESCE(created.id, existing.id)
+         FROM input
+         LEFT JOIN created ON created.address = input.address AND created.scope = input.scope
+         LEFT JOIN LATERAL (
+           SELECT id FROM token_subject
+           WHERE address = input.address AND scope = input.scope
+           LIMIT 1
+         ) existing ON true
+         ORDER BY input.n",
+    )
+    .bind(addresses)
+    .bind(scopes)
+    .bind(to_millis(SystemTime::now()))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = vec![None; pairs.len()];
+    for (n, id) in rows {
+        let i = usize::try_from(n - 1)
+            .ok()
+            .and_then(|n| order.get(n).copied())
+            .ok_or_else(mismatch)?;
+        ids[i] = Some(match id {
+            Some(id) => id,
+            None => subject(&mut *conn, pairs[i].0, pairs[i].1).await?,
+        });
+    }
+    ids.into_iter().map(|id| id.ok_or_else(mismatch)).collect()
 }
 
 async fn subject(
