@@ -56,6 +56,10 @@ pub struct Metrics {
     /// What unsubscribe mails came to: `unsubscribed`, `confirmation-sent`, `ignored`,
     /// `unusable`, `deferred`.
     pub intake: Family<Kind, Counter>,
+    /// Feedback-loop reports to the complaints address, by outcome: `recorded`,
+    /// `not-a-report`, `not-a-complaint`, `unverified` (no valid token and no
+    /// authenticated loop), `redacted`, `deferred`.
+    pub complaints: Family<Kind, Counter>,
     pub http: Family<HttpLabels, Counter>,
     pub store_errors: Counter,
     /// How long durable writes take (commit included).
@@ -77,6 +81,7 @@ impl Metrics {
             headers: Family::default(),
             opt_outs: Family::default(),
             intake: Family::default(),
+            complaints: Family::default(),
             http: Family::default(),
             store_errors: Counter::default(),
             store_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -108,6 +113,11 @@ impl Metrics {
             "intake",
             "Unsubscribe mails, by outcome",
             metrics.intake.clone(),
+        );
+        registry.register(
+            "complaints",
+            "Feedback-loop reports, by outcome",
+            metrics.complaints.clone(),
         );
         registry.register(
             "http_requests",

@@ -107,7 +107,7 @@ async fn a_pipelined_transaction_unsubscribes_each_recipient_and_answers_each() 
     assert_eq!(lmtp.reply().await, ["250 2.1.5 recipient ok"]);
     assert_eq!(
         lmtp.reply().await,
-        ["550 5.1.1 <postmaster@example.com> is not an unsubscribe address"]
+        ["550 5.1.1 <postmaster@example.com> is not an unsubscribe or complaints address"]
     );
     assert_eq!(lmtp.reply().await, ["250 2.1.5 recipient ok"]);
     assert!(lmtp.reply().await[0].starts_with("354 "));

@@ -48,6 +48,10 @@ pub async fn run(
                 );
             }
         }
+        Outcome::Complained(u) => println!(
+            "complaint: {} {} (found in {}, {:?})",
+            u.address, u.scope, u.found_in, u.recorded
+        ),
         Outcome::ConfirmationRequested(address) => {
             println!("a link to confirm was sent to {address}")
         }

@@ -16,7 +16,30 @@ pub struct ConfigFile {
     pub unsubscribe: Option<UnsubscribeSection>,
     pub web: Option<WebSection>,
     pub intake: Option<IntakeSection>,
+    pub complaints: Option<ComplaintsSection>,
     pub metrics: Option<MetricsSection>,
+}
+
+/// `[complaints]`: feedback-loop reports (ARF) from mailbox providers, taken the same
+/// ways in as unsubscribe mails (`[intake]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintsSection {
+    /// The address the feedback loops send reports to, e.g. `fbl@example.com`.
+    pub address: String,
+    /// What a complaint opts out of: `all` marketing, or only the reported message's
+    /// `list`.
+    #[serde(default = "all_marketing")]
+    pub scope: String,
+    /// Feedback-loop domains (their subdomains included) whose reports, when DKIM or
+    /// DMARC passes for them in a trusted `Authentication-Results`, may name the
+    /// recipient without a token.
+    #[serde(default)]
+    pub authenticated_senders: Vec<String>,
+}
+
+fn all_marketing() -> String {
+    "all".into()
 }
 
 /// `[metrics]`: Prometheus metrics on a listener of their own.

@@ -348,6 +348,20 @@ impl Config {
                 &"needs an [unsubscribe] section: it names the mailto address and the token keys",
             ));
         }
+        let mut intake = intake;
+        if let Some(c) = &file.complaints {
+            let complaints = sections::complaints(c, &invalid)?;
+            match &mut intake {
+                Some(intake) => intake.complaints = Some(complaints),
+                None => {
+                    return Err(invalid(
+                        "complaints",
+                        &"needs an [intake] section: it says how reports come in (milter, LMTP) \
+                          and which Authentication-Results to trust",
+                    ));
+                }
+            }
+        }
         let metrics = file
             .metrics
             .as_ref()
@@ -494,6 +508,24 @@ mod tests {
             (
                 section("") + "[intake]\nlmtp = \"lmtp:24\"\n",
                 "intake.lmtp",
+            ),
+            (
+                section("") + "[complaints]\naddress = \"fbl@example.com\"\n",
+                "complaints",
+            ),
+            (
+                section("") + "[intake]\n[complaints]\naddress = \"fbl\"\n",
+                "complaints.address",
+            ),
+            (
+                section("")
+                    + "[intake]\n[complaints]\naddress = \"fbl@example.com\"\nscope = \"some\"\n",
+                "complaints.scope",
+            ),
+            (
+                section("")
+                    + "[intake]\n[complaints]\naddress = \"fbl@example.com\"\nauthenticated_senders = [\"x@y\"]\n",
+                "complaints.authenticated_senders",
             ),
         ] {
             let e = parse(&text).unwrap_err().to_string();

@@ -257,5 +257,48 @@ pub(super) fn intake(
         max_connections: i.max_connections,
         trusted_authserv_ids: i.trusted_authserv_ids.clone(),
         confirmation,
+        complaints: None,
+    })
+}
+
+pub(super) fn complaints(
+    c: &file::ComplaintsSection,
+    invalid: &Invalid,
+) -> Result<crate::intake::ComplaintsConfig, ConfigError> {
+    use crate::intake::{ComplaintScope, ComplaintsConfig};
+    let address = c
+        .address
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_ascii_lowercase();
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {}
+        _ => {
+            return Err(invalid(
+                "complaints.address",
+                &expected(&c.address, "an address such as fbl@example.com"),
+            ));
+        }
+    }
+    let scope = match c.scope.as_str() {
+        "all" => ComplaintScope::All,
+        "list" => ComplaintScope::List,
+        other => return Err(invalid("complaints.scope", &expected(other, "all or list"))),
+    };
+    let mut authenticated_senders = Vec::new();
+    for domain in &c.authenticated_senders {
+        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        if d.is_empty() || d.contains(['@', ' ', '/']) || !d.contains('.') {
+            return Err(invalid(
+                "complaints.authenticated_senders",
+                &expected(domain, "a domain such as feedback.example.net"),
+            ));
+        }
+        authenticated_senders.push(d);
+    }
+    Ok(ComplaintsConfig {
+        address,
+        scope,
+        authenticated_senders,
     })
 }

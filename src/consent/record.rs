@@ -106,10 +106,12 @@ pub enum Source {
     SmsKeyword,
     /// The landing page a person reached from the link (including its undo button).
     Web,
+    /// A mailbox provider's feedback-loop report that the person marked a message as spam.
+    Complaint,
 }
 
 impl Source {
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Self::OneClick,
         Self::Mailto,
         Self::Api,
@@ -117,6 +119,7 @@ impl Source {
         Self::Import,
         Self::SmsKeyword,
         Self::Web,
+        Self::Complaint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl Source {
             Self::Import => "import",
             Self::SmsKeyword => "sms-keyword",
             Self::Web => "web",
+            Self::Complaint => "complaint",
         }
     }
 }

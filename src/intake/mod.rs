@@ -19,9 +19,12 @@
 //! Never an unsubscribe: bounces and reports, auto-replies, and messages larger than
 //! `max_bytes`. They are ignored and the reason is logged; nothing is recorded.
 
+pub mod arf;
+mod complaint;
 mod confirm;
 pub mod parse;
 
+pub use complaint::{ComplaintScope, ComplaintsConfig};
 pub use confirm::{ConfirmationConfig, Confirmer};
 
 use crate::{
@@ -57,6 +60,8 @@ pub struct IntakeConfig {
     pub max_connections: usize,
     pub trusted_authserv_ids: Vec<String>,
     pub confirmation: Option<ConfirmationConfig>,
+    /// Feedback-loop reports to the complaints address (`[complaints]`).
+    pub complaints: Option<ComplaintsConfig>,
 }
 
 /// The envelope, as far as it is known.
@@ -76,7 +81,9 @@ pub enum Outcome {
     /// No token and no authenticated sender: the sender was sent a link to confirm
     /// with; nothing recorded yet.
     ConfirmationRequested(Address),
-    /// Not an unsubscribe request; nothing recorded.
+    /// A feedback-loop complaint, recorded as an opt-out.
+    Complained(Unsubscription),
+    /// Not an unsubscribe request (or not a complaint we can act on); nothing recorded.
     Ignored(String),
 }
 
@@ -169,12 +176,18 @@ impl Intake {
         parse::is_unsubscribe_address(rcpt, &links.mailto_local, &links.mailto_domain)
     }
 
+    /// Whether mail to `rcpt` is the intake's: the unsubscribe or the complaints address.
+    pub fn is_intake_address(&self, rcpt: &str) -> bool {
+        self.is_unsubscribe_address(rcpt) || self.is_complaints_address(rcpt)
+    }
+
     /// Reads one unsubscribe mail and records what it asks, durably, before returning.
     pub async fn process(&self, envelope: &Envelope, raw: &[u8]) -> Result<Outcome, IntakeError> {
         let result = self.decide(envelope, raw).await;
         let kind = match &result {
             Ok(Outcome::Unsubscribed(_)) => "unsubscribed",
             Ok(Outcome::ConfirmationRequested(_)) => "confirmation-sent",
+            Ok(Outcome::Complained(_)) => "complaint",
             Ok(Outcome::Ignored(_)) => "ignored",
             Err(e) if e.is_temporary() => "deferred",
             Err(_) => "unusable",
@@ -188,17 +201,39 @@ impl Intake {
     }
 
     async fn decide(&self, envelope: &Envelope, raw: &[u8]) -> Result<Outcome, IntakeError> {
-        if raw.len() > self.config.max_bytes {
-            return Ok(ignored(format!(
-                "larger than max_bytes ({} bytes)",
-                raw.len()
-            )));
-        }
+        let complaints = self.config.complaints.as_ref().filter(|_| {
+            envelope
+                .recipients
+                .iter()
+                .any(|r| self.is_complaints_address(r))
+        });
+        let raw = match complaints {
+            // A report carries the reported message, which may be large; what counts (the
+            // report's fields, the reported header) comes first, so a report is read up to
+            // max_bytes rather than set aside. (The three ways in stop reading there.)
+            Some(_) => &raw[..raw.len().min(self.config.max_bytes)],
+            None if raw.len() > self.config.max_bytes => {
+                return Ok(ignored(format!(
+                    "larger than max_bytes ({} bytes)",
+                    raw.len()
+                )));
+            }
+            None => raw,
+        };
         let message = MessageParser::default()
             .parse(raw)
             .ok_or(IntakeError::Unusable)?;
         if message.headers().is_empty() {
             return Err(IntakeError::Unusable);
+        }
+        // A report to the complaints address is a report, not an unsubscribe request
+        // (which [`parse::automatic`] would set aside as automatic mail).
+        if let Some(complaints) = complaints {
+            let result = self.complaint(complaints, &message).await;
+            if result.is_err() {
+                complaint::count("deferred");
+            }
+            return result;
         }
         if let Some(reason) = parse::automatic(&message, envelope.sender.as_deref()) {
             return Ok(ignored(reason.to_owned()));

@@ -104,9 +104,9 @@ pub async fn serve(stream: Box<dyn Io>, intake: &Intake) -> io::Result<()> {
                 Some(t) if t.recipients.len() >= MAX_RECIPIENTS => {
                     "452 4.5.3 too many recipients".into()
                 }
-                Some(_) if !intake.is_unsubscribe_address(&rcpt) => {
+                Some(_) if !intake.is_intake_address(&rcpt) => {
                     format!(
-                        "550 5.1.1 <{}> is not an unsubscribe address",
+                        "550 5.1.1 <{}> is not an unsubscribe or complaints address",
                         printable(&rcpt)
                     )
                 }
@@ -168,6 +168,10 @@ async fn deliver(intake: &Intake, t: &Transaction, message: &[u8]) -> String {
                     .collect();
                 format!("250 2.0.0 <{rcpt}> {}", done.join(", "))
             }
+            Ok(Outcome::Complained(u)) => format!(
+                "250 2.0.0 <{rcpt}> complaint: {} unsubscribed from {}",
+                u.address, u.scope
+            ),
             Ok(Outcome::ConfirmationRequested(address)) => {
                 format!("250 2.0.0 <{rcpt}> a link to confirm was sent to {address}")
             }

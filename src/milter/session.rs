@@ -150,7 +150,7 @@ impl Session {
         if milter
             .intake
             .as_ref()
-            .is_some_and(|i| i.is_unsubscribe_address(rcpt))
+            .is_some_and(|i| i.is_intake_address(rcpt))
         {
             self.message.intake_rcpts.push(rcpt.to_owned());
             return RcptVerdict::Continue;
