@@ -10,11 +10,15 @@ mod common;
 
 use common::{
     intake::{IntakeFixture, intake_fixture},
-    mta::{Daemon, Mta, daemon_config, require, smtp_send, unsubscribe_uri, wait_for},
+    mta::{
+        Daemon, Mta, daemon_config, free_port, http, lmtp_send, require, smtp_send,
+        unsubscribe_uri, wait_for,
+    },
     postfix::{PROGRAMS, Postfix},
 };
 use optout_milter::{
     consent::{AddressPolicy, ConsentValue, Source},
+    daemon::{self, Listeners},
     intake::{Envelope, Outcome},
 };
 use std::{path::Path, time::Duration, time::SystemTime};
@@ -163,6 +167,35 @@ async fn a_report_larger_than_max_bytes_still_counts() {
     assert_eq!(f.value(rcpt, "*").await, Some(ConsentValue::No));
 }
 
+/// Over LMTP, as Postfix delivers the complaints address there: 250 once the complaint
+/// is on disk, saying what it did.
+#[tokio::test]
+async fn a_report_delivered_over_lmtp_is_acknowledged_once_recorded() {
+    let mut f = intake_fixture(&format!("lmtp = \"inet:127.0.0.1:0\"\n{COMPLAINTS}")).await;
+    let app = f.app.take().unwrap();
+    let listeners = Listeners::bind(app.config()).await.unwrap();
+    let port = listeners.lmtp_addr().unwrap().port();
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(daemon::run(app, listeners, reloads, std::future::pending()));
+    let rcpt = "bylmtp@example.org";
+    let token = f.token(rcpt, "weekly-news", SystemTime::now()).await;
+    let raw = String::from_utf8(sample("microsoft-jmrp.eml", &token, rcpt)).unwrap();
+    let replies = tokio::task::spawn_blocking(move || {
+        lmtp_send(port, "staff@hotmail.com", &["fbl@example.com"], &raw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].code, 250, "{replies:?}");
+    assert!(
+        replies[0]
+            .text
+            .contains("complaint: bylmtp@example.org unsubscribed from *"),
+        "{replies:?}"
+    );
+    assert_eq!(f.value(rcpt, "*").await, Some(ConsentValue::No));
+}
+
 #[tokio::test]
 async fn mail_that_is_not_a_report_records_nothing() {
     let f = intake_fixture(COMPLAINTS).await;
@@ -188,9 +221,13 @@ fn the_next_marketing_message_after_a_complaint_is_refused() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
     let config = daemon_config(
         dir.path(),
-        "[intake]\nmilter = true\n[complaints]\naddress = \"fbl@example.com\"\n",
+        &format!(
+            "[intake]\nmilter = true\n[complaints]\naddress = \"fbl@example.com\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+        ),
     );
     let milter = Daemon::start(dir.path(), &config);
     let postfix = Postfix::start("complaints", &format!("inet:127.0.0.1:{}", milter.port));
@@ -288,5 +325,74 @@ fn the_next_marketing_message_after_a_complaint_is_refused() {
         &message("c-4@test.example", "bystander@example.org"),
     );
     assert_eq!(again.rcpts[0].1.code, 250, "{again:?}");
+    // Each report counted by its outcome.
+    let (status, scrape) = http(metrics, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    for line in [
+        "optout_milter_complaints_total{kind=\"recorded\"} 1",
+        "optout_milter_complaints_total{kind=\"unverified\"} 1",
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "{line} not in {scrape}");
+    }
     milter.stop();
+}
+
+/// Through Postfix's pipe transport: `optout-milter ingest --recipient fbl@example.com`
+/// reads the report from standard input and exits 0 once the complaint is on disk.
+#[test]
+fn a_report_piped_to_ingest_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("optout-milter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite:{dir}/consent.db\"\n\
+             [unsubscribe]\nhttps_base = \"https://unsubscribe.example.com\"\n\
+             mailto = \"unsubscribe@example.com\"\ngenerate_missing_key = true\n\
+             [[unsubscribe.keys]]\nid = 1\nfile = \"{dir}/k\"\n\
+             [intake]\n[complaints]\naddress = \"fbl@example.com\"\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], input: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("OPTOUT_MILTER_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    run(&["init"], b"");
+    let rcpt = "piped@example.org";
+    let minted = run(&["token", "mint", rcpt, "--list", "weekly-news"], b"");
+    let token = minted
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let out = run(
+        &[
+            "ingest",
+            "--sender",
+            "feedback@arf.mail.yahoo.com",
+            "--recipient",
+            "fbl@example.com",
+        ],
+        &sample("yahoo-cfl.eml", &token, rcpt),
+    );
+    assert!(out.contains("complaint: piped@example.org *"), "{out}");
+    let got = run(&["consent", "get", rcpt], b"");
+    assert!(got.contains("\tn\tcomplaint\t"), "{got}");
 }
