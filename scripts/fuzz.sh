@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-20}
 shift || true
-all=(token address oneclick_body unsubscribe_mail csv_rows lmtp_command config)
+all=(token address oneclick_body unsubscribe_mail complaint_report csv_rows lmtp_command config)
 targets=("${@:-${all[@]}}")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
@@ -26,14 +26,14 @@ export RUSTFLAGS="-Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
  -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares \
- -Cdebug-assertions -Coverflow-checks \
  --cfg fuzzing"
 export CARGO_TARGET_DIR=target/fuzz/build
 # With --target named, RUSTFLAGS reach only the targets' code, not build scripts and
 # proc-macros, which do not link libFuzzer.
 triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo build --locked --release --package optout-milter-fuzz --bins --target "$triple"
-bin=$CARGO_TARGET_DIR/$triple/release
+# The fuzz profile (Cargo.toml): debug assertions and overflow checks on.
+cargo build --locked --profile fuzz --package optout-milter-fuzz --bins --target "$triple"
+bin=$CARGO_TARGET_DIR/$triple/fuzz
 
 for target in "${targets[@]}"; do
     corpus=target/fuzz/corpus/$target
@@ -41,6 +41,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     case $target in
         unsubscribe_mail) cp -n tests/intake/*.eml "$corpus"/ ;;
+        complaint_report) cp -n tests/complaints/*.eml "$corpus"/ ;;
         config) cp -n config/*.toml "$corpus"/ ;;
         *) cp -n fuzz/seeds/"$target"/* "$corpus"/ 2>/dev/null || true ;;
     esac

@@ -396,3 +396,39 @@ fn a_report_piped_to_ingest_is_recorded() {
     let got = run(&["consent", "get", rcpt], b"");
     assert!(got.contains("\tn\tcomplaint\t"), "{got}");
 }
+
+/// Feedback loops are often registered with one address each (`fbl+yahoo@…`), and MTAs
+/// may change the case: all are the complaints address. Another address is not.
+#[tokio::test]
+async fn the_complaints_address_is_recognised_in_its_spellings() {
+    let f = intake_fixture(COMPLAINTS).await;
+    for (i, (to, counts)) in [
+        ("FBL+yahoo@Example.COM", true),
+        ("<fbl@example.com>", true),
+        ("fblx@example.com", false),
+        ("fbl@example.org", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(f.intake.is_intake_address(to), counts, "{to}");
+        if !counts {
+            continue;
+        }
+        let rcpt = format!("spelling{i}@example.org");
+        let token = f.token(&rcpt, "weekly-news", SystemTime::now()).await;
+        let envelope = Envelope {
+            sender: Some("feedback@arf.mail.yahoo.com".into()),
+            recipients: vec![to.into()],
+        };
+        let outcome = f
+            .intake
+            .process(&envelope, &sample("yahoo-cfl.eml", &token, &rcpt))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, Outcome::Complained(_)),
+            "{to}: {outcome:?}"
+        );
+    }
+}

@@ -49,12 +49,13 @@ pub enum ComplaintScope {
 const COMPLAINT_TYPES: [&str; 2] = ["abuse", "fraud"];
 
 impl Intake {
-    /// Whether `rcpt` is the complaints address.
+    /// Whether `rcpt` is the complaints address, also with a `+detail` (one address per
+    /// feedback loop, `fbl+yahoo@…`, is common) and in any case.
     pub fn is_complaints_address(&self, rcpt: &str) -> bool {
         self.config.complaints.as_ref().is_some_and(|c| {
-            rcpt.trim()
-                .trim_matches(['<', '>'])
-                .eq_ignore_ascii_case(&c.address)
+            c.address
+                .rsplit_once('@')
+                .is_some_and(|(local, domain)| parse::is_unsubscribe_address(rcpt, local, domain))
         })
     }
 

@@ -68,7 +68,8 @@ pub fn plus_token(address: &str, local: &str, domain: &str) -> Option<String> {
         .then(|| token.to_ascii_lowercase())
 }
 
-/// Whether `address` is our unsubscribe address, with or without a `+TOKEN`.
+/// Whether `address` is `local@domain`, with or without a `+TOKEN` (or other detail), in
+/// any case.
 pub fn is_unsubscribe_address(address: &str, local: &str, domain: &str) -> bool {
     let address = address.trim().trim_matches(['<', '>']);
     let Some((left, right)) = address.rsplit_once('@') else {
