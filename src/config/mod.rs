@@ -351,6 +351,19 @@ impl Config {
         let mut intake = intake;
         if let Some(c) = &file.complaints {
             let complaints = sections::complaints(c, &invalid)?;
+            if let Some(u) = &unsubscribe
+                && crate::intake::parse::is_unsubscribe_address(
+                    &complaints.address,
+                    &u.links.mailto_local,
+                    &u.links.mailto_domain,
+                )
+            {
+                return Err(invalid(
+                    "complaints.address",
+                    &"is the unsubscribe address of [unsubscribe] mailto: give feedback \
+                      loops an address of their own",
+                ));
+            }
             match &mut intake {
                 Some(intake) => intake.complaints = Some(complaints),
                 None => {
@@ -515,6 +528,10 @@ mod tests {
             ),
             (
                 section("") + "[intake]\n[complaints]\naddress = \"fbl\"\n",
+                "complaints.address",
+            ),
+            (
+                section("") + "[intake]\n[complaints]\naddress = \"Unsub+fbl@example.com\"\n",
                 "complaints.address",
             ),
             (
