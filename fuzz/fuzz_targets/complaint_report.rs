@@ -6,59 +6,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use optout_milter::{
-    config::{Config, Overrides},
-    intake::{Envelope, Intake, Outcome},
-    store,
-    unsubscribe::Unsubscribe,
-};
-use std::sync::{Arc, OnceLock};
+use optout_milter::intake::{Envelope, Outcome};
+use std::sync::OnceLock;
 
-struct World {
-    runtime: tokio::runtime::Runtime,
-    intake: Intake,
-    _dir: tempfile::TempDir,
-}
+#[path = "../support/intake.rs"]
+mod support;
 
-fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let text = format!(
-            "[unsubscribe]\nhttps_base = \"https://u.example.com\"\nmailto = \"unsubscribe@example.com\"\n\
-             generate_missing_key = true\n[[unsubscribe.keys]]\nid = 1\nfile = \"{0}/k\"\n\
-             [intake]\ntrusted_authserv_ids = [\"mx.example.com\"]\n\
-             [complaints]\naddress = \"fbl@example.com\"\n\
-             authenticated_senders = [\"feedback.example.net\"]\n",
-            dir.path().display()
-        );
-        let overrides = Overrides {
-            store_url: Some(format!("sqlite:{}/c.db", dir.path().display())),
-            socket: None,
-        };
-        let config = Config::parse(std::path::Path::new("fuzz.toml"), &text, &overrides)
-            .expect("config");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let store = runtime
-            .block_on(store::open_or_create(&config.store_url))
-            .expect("store");
-        let unsubscribe =
-            Arc::new(Unsubscribe::load(config.unsubscribe.clone().expect("unsubscribe")).expect("key"));
-        let intake = Intake::new(
-            config.intake.clone().expect("intake"),
-            store,
-            unsubscribe,
-            config.addresses.clone(),
-        );
-        World {
-            runtime,
-            intake,
-            _dir: dir,
-        }
-    })
+fn world() -> &'static support::World {
+    static WORLD: OnceLock<support::World> = OnceLock::new();
+    WORLD.get_or_init(|| support::world("[complaints]\naddress = \"fbl@example.com\"\nauthenticated_senders = [\"feedback.example.net\"]\n"))
 }
 
 fuzz_target!(|data: &[u8]| {
