@@ -322,7 +322,7 @@ fn logs_carry_the_connection_span_and_never_a_token() {
         .lines()
         .find(|l| l.contains("recipient refused"))
         .unwrap();
-    assert!(refusal.contains("milter{client=192.0.2.7 "), "{log}");
+    assert!(refusal.contains("milter{client=\"192.0.2.7\" "), "{log}");
     assert!(refusal.contains("queue_id=\"4ABC123\""), "{refusal}");
     assert!(log.contains("optout-milter started"), "{log}");
     daemon.stop();
