@@ -401,16 +401,33 @@ fn a_report_piped_to_ingest_is_recorded() {
 /// may change the case: all are the complaints address. Another address is not.
 #[tokio::test]
 async fn the_complaints_address_is_recognised_in_its_spellings() {
-    let f = intake_fixture(COMPLAINTS).await;
-    for (i, (to, counts)) in [
-        ("FBL+yahoo@Example.COM", true),
-        ("<fbl@example.com>", true),
-        ("fblx@example.com", false),
-        ("fbl@example.org", false),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    spellings(
+        COMPLAINTS,
+        &[
+            ("FBL+yahoo@Example.COM", true),
+            ("<fbl@example.com>", true),
+            ("fblx@example.com", false),
+            ("fbl@example.org", false),
+        ],
+    )
+    .await;
+    // A configured address with a +detail of its own is matched as written.
+    spellings(
+        &COMPLAINTS.replace("fbl@example.com", "fbl+yahoo@example.com"),
+        &[
+            ("fbl+yahoo@example.com", true),
+            ("<FBL+Yahoo@EXAMPLE.com>", true),
+            ("fbl+other@example.com", false),
+            ("fbl@example.com", false),
+        ],
+    )
+    .await;
+}
+
+/// Each of `cases` is the complaints address or not, and a report to it is a complaint.
+async fn spellings(config: &str, cases: &[(&str, bool)]) {
+    let f = intake_fixture(config).await;
+    for (i, &(to, counts)) in cases.iter().enumerate() {
         assert_eq!(f.intake.is_intake_address(to), counts, "{to}");
         if !counts {
             continue;

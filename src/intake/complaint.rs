@@ -49,13 +49,16 @@ pub enum ComplaintScope {
 const COMPLAINT_TYPES: [&str; 2] = ["abuse", "fraud"];
 
 impl Intake {
-    /// Whether `rcpt` is the complaints address, also with a `+detail` (one address per
-    /// feedback loop, `fbl+yahoo@…`, is common) and in any case.
+    /// Whether `rcpt` is the complaints address, in any case; when the configured address
+    /// has no `+detail` of its own, also with one (one address per feedback loop,
+    /// `fbl+yahoo@…`, is common). A configured `fbl+yahoo@…` is matched as written.
     pub fn is_complaints_address(&self, rcpt: &str) -> bool {
         self.config.complaints.as_ref().is_some_and(|c| {
-            c.address
-                .rsplit_once('@')
-                .is_some_and(|(local, domain)| parse::is_unsubscribe_address(rcpt, local, domain))
+            let bare = rcpt.trim().trim_matches(['<', '>']);
+            bare.eq_ignore_ascii_case(&c.address)
+                || c.address.rsplit_once('@').is_some_and(|(local, domain)| {
+                    !local.contains('+') && parse::is_unsubscribe_address(rcpt, local, domain)
+                })
         })
     }
 
