@@ -447,6 +447,14 @@ impl Feed for Slow {
         })
     }
 
+    fn history_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<HistoryEntry>, FeedPosition)> {
+        self.0.history_since(after, limit)
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         self.0.feed_position()
     }

@@ -253,6 +253,31 @@ async fn two_nodes_writing_the_same_keys_in_opposite_orders_keep_every_change(db
         logged += history.len();
     }
     assert_eq!(logged, changed);
+    // The change feed, read in small pages from the start, has every entry once, and each
+    // key's entries in the order of the history (the order of their commits), so that a
+    // system that applies the feed in order ends with the current values.
+    let mut fed: Vec<Vec<ConsentValue>> = vec![Vec::new(); 2];
+    let mut ids = std::collections::HashSet::new();
+    let mut position = optout_milter::store::FeedPosition::default();
+    loop {
+        let (entries, next) = b.history_since(position, 7).await.unwrap();
+        for entry in &entries {
+            assert!(ids.insert(entry.id), "entry {} read twice", entry.id);
+            let i = usize::from(entry.change.address.as_str() == "r2@example.org");
+            fed[i].push(entry.change.value);
+        }
+        if entries.is_empty() {
+            break;
+        }
+        position = next;
+    }
+    assert_eq!(ids.len(), changed);
+    for i in [1, 2] {
+        let address = AddressPolicy::default()
+            .normalize(&format!("r{i}@example.org"))
+            .unwrap();
+        assert_eq!(fed[i - 1], store_history(&a, &address).await, "r{i}");
+    }
 }
 
 async fn store_history(

@@ -112,6 +112,16 @@ pub trait Feed: Send + Sync {
         limit: u32,
     ) -> StoreFuture<'_, (Vec<(RecordKey, ConsentValue)>, FeedPosition)>;
 
+    /// Up to `limit` history entries recorded after `after`, whole, and the position to
+    /// read from next: the change feed the admin API serves and webhooks deliver. Like
+    /// [`Feed::changes_since`] it never skips an entry, and the entries of one key come
+    /// in the order they were committed.
+    fn history_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<HistoryEntry>, FeedPosition)>;
+
     /// The feed's position now: every change before it is in the current state.
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition>;
 

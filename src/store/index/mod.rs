@@ -326,6 +326,14 @@ impl Feed for IndexedStore {
         self.inner.changes_since(after, limit)
     }
 
+    fn history_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<HistoryEntry>, FeedPosition)> {
+        self.inner.history_since(after, limit)
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         self.inner.feed_position()
     }

@@ -188,22 +188,7 @@ impl Records for PostgresStore {
             .bind(address.as_str())
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(HistoryEntry {
-                        id: row.get("id"),
-                        change: Change {
-                            address: Address::from_stored(row.get("address")),
-                            channel: parse(row.get("channel"))?,
-                            scope: parse(row.get("scope"))?,
-                            value: parse(row.get("value"))?,
-                            source: parse(row.get("source"))?,
-                            at: from_millis(row.get("recorded_at")),
-                            evidence: row.get("evidence"),
-                        },
-                    })
-                })
-                .collect()
+            rows.iter().map(history_from_row).collect()
         })
     }
 
@@ -323,6 +308,58 @@ impl Feed for PostgresStore {
         })
     }
 
+    fn history_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<HistoryEntry>, FeedPosition)> {
+        Box::pin(async move {
+            // As in `changes_since`: rows below the horizon, in (xid, id) order. The
+            // writer takes its keys' locks before its transaction has an xid, so of two
+            // transactions that change one key the later to commit has the higher xid.
+            let rows = sqlx::query(
+                "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+                 SELECT horizon.xmin::text::bigint AS horizon, h.xid::text::bigint AS commit,
+                        h.id, h.address, h.channel, h.scope, h.value, h.source,
+                        h.recorded_at, h.evidence
+                 FROM horizon
+                 LEFT JOIN LATERAL (
+                   SELECT * FROM consent_history
+                   WHERE (xid, id) > ($1::text::xid8, $2) AND xid < horizon.xmin
+                   ORDER BY xid, id LIMIT $3
+                 ) h ON true
+                 ORDER BY h.xid, h.id",
+            )
+            .bind(after.commit)
+            .bind(after.row)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let horizon: i64 = rows.first().map_or(0, |row| row.get("horizon"));
+            let mut entries = Vec::with_capacity(rows.len());
+            let mut last = None;
+            for row in &rows {
+                let Some(commit) = row.get::<Option<i64>, _>("commit") else {
+                    continue;
+                };
+                let entry = history_from_row(row)?;
+                last = Some(FeedPosition {
+                    commit,
+                    row: entry.id,
+                });
+                entries.push(entry);
+            }
+            let next = match last {
+                Some(last) if entries.len() >= limit as usize => last,
+                _ => FeedPosition {
+                    commit: horizon,
+                    row: 0,
+                },
+            };
+            Ok((entries, next.max(after)))
+        })
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         Box::pin(async move {
             let horizon: i64 =
@@ -352,6 +389,21 @@ impl ConsentStore for PostgresStore {
             Ok(())
         })
     }
+}
+
+fn history_from_row(row: &PgRow) -> Result<HistoryEntry, StoreError> {
+    Ok(HistoryEntry {
+        id: row.get("id"),
+        change: Change {
+            address: Address::from_stored(row.get("address")),
+            channel: parse(row.get("channel"))?,
+            scope: parse(row.get("scope"))?,
+            value: parse(row.get("value"))?,
+            source: parse(row.get("source"))?,
+            at: from_millis(row.get("recorded_at")),
+            evidence: row.get("evidence"),
+        },
+    })
 }
 
 fn value_from_row(row: &PgRow) -> Result<(RecordKey, ConsentValue), StoreError> {

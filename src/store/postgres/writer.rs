@@ -3,8 +3,9 @@
 //! order in one transaction, commits once, and only then answers each caller. A batch that
 //! fails (a deadlock with another node's batch, a constraint) is retried write by write,
 //! so one write cannot fail the others. [`WRITERS`] batches are committed at once, and
-//! several nodes write at once; PostgreSQL's row locks order the writes to one key, and
-//! the history rows follow that order.
+//! several nodes write at once; a lock per key orders the writes to one key, and the
+//! history rows follow that order, in id and in transaction id (the change feed reads by
+//! transaction id: see [`key_locks`]).
 
 use crate::{
     consent::{Address, Change, Scope},
@@ -188,6 +189,13 @@ async fn record(conn: &mut PgConnection, changes: &[Change]) -> Result<Vec<Recor
         .iter()
         .map(|c| (c.address.as_str(), c.channel.as_str(), c.scope.as_str()))
         .collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h)
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(h, n) ORDER BY n",
+    )
+    .bind(key_locks(keys.iter().copied()))
+    .execute(&mut *conn)
+    .await?;
     let addresses: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let channels: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let scopes: Vec<&str> = keys.iter().map(|k| k.2).collect();
@@ -276,6 +284,35 @@ async fn record(conn: &mut PgConnection, changes: &[Change]) -> Result<Vec<Recor
     .execute(&mut *conn)
     .await?;
     Ok(outcomes)
+}
+
+/// The advisory locks of `keys`, one per key, sorted and without repeats (every node takes
+/// them in the same order, so two batches wait for each other rather than deadlock).
+///
+/// Why locks of its own, taken before anything else: the change feed delivers history rows
+/// in transaction-id order, and a transaction gets its id at its first write, row locks
+/// included. With the rows' own locks, a batch could get its id by locking key `a`, then
+/// wait for another batch that locked key `b` later (a higher id) and commit after it:
+/// key `b`'s two changes would be read in the opposite order to their commits. An advisory
+/// lock gives no transaction id, so a batch that waits gets its id only after the batch
+/// it waited for has committed, and of two changes to one key the later always has the
+/// higher id. Keys are hashed with SipHash under a fixed key, the same on every node;
+/// two keys with one hash only wait for each other.
+fn key_locks<'a>(keys: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<i64> {
+    use std::hash::Hasher;
+    let mut locks: Vec<i64> = keys
+        .map(|(address, channel, scope)| {
+            let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6f70_746f_7574, 0x6b65_7973);
+            for part in [address, channel, scope] {
+                h.write(part.as_bytes());
+                h.write_u8(0xff);
+            }
+            h.finish().cast_signed()
+        })
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    locks
 }
 
 /// The subject ids of `pairs`, in order, created where missing: one statement for the

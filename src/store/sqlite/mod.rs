@@ -180,22 +180,7 @@ impl Records for SqliteStore {
             .bind(address.as_str())
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(HistoryEntry {
-                        id: row.get("id"),
-                        change: Change {
-                            address: Address::from_stored(row.get("address")),
-                            channel: parse(row.get("channel"))?,
-                            scope: parse::<Scope>(row.get("scope"))?,
-                            value: parse(row.get("value"))?,
-                            source: parse(row.get("source"))?,
-                            at: from_millis(row.get("recorded_at")),
-                            evidence: row.get("evidence"),
-                        },
-                    })
-                })
-                .collect()
+            rows.iter().map(history_from_row).collect()
         })
     }
 
@@ -284,6 +269,32 @@ impl Feed for SqliteStore {
         })
     }
 
+    fn history_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, (Vec<HistoryEntry>, FeedPosition)> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, address, channel, scope, value, source, recorded_at, evidence
+                 FROM consent_history WHERE id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(after.row)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let entries: Vec<HistoryEntry> = rows
+                .iter()
+                .map(history_from_row)
+                .collect::<Result<_, _>>()?;
+            let next = FeedPosition {
+                commit: 0,
+                row: entries.last().map_or(after.row, |e| e.id),
+            };
+            Ok((entries, next))
+        })
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         Box::pin(async move {
             let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM consent_history")
@@ -358,6 +369,21 @@ fn value_from_row(row: &SqliteRow) -> Result<(RecordKey, ConsentValue), StoreErr
         scope: parse::<Scope>(row.get("scope"))?,
     };
     Ok((key, parse(row.get("value"))?))
+}
+
+fn history_from_row(row: &SqliteRow) -> Result<HistoryEntry, StoreError> {
+    Ok(HistoryEntry {
+        id: row.get("id"),
+        change: Change {
+            address: Address::from_stored(row.get("address")),
+            channel: parse(row.get("channel"))?,
+            scope: parse::<Scope>(row.get("scope"))?,
+            value: parse(row.get("value"))?,
+            source: parse(row.get("source"))?,
+            at: from_millis(row.get("recorded_at")),
+            evidence: row.get("evidence"),
+        },
+    })
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
