@@ -15,19 +15,23 @@
 //!   loop, for `serve`, the tests and the benches alike.
 //! - [`milter`]: the milter protocol adapter, its per-connection [`milter::session`] and
 //!   the socket it listens on.
+//! - [`api`]: the admin API (consent, history, the change feed, the sending decision)
+//!   for the systems around the MTA.
 //! - [`web`]: the one-click endpoint and the landing page; [`lmtp`]: the LMTP server for
 //!   unsubscribe mails; [`intake`]: what an unsubscribe mail asks, for the milter, LMTP
 //!   and `ingest` alike.
 //! - [`config`]: the TOML file, validated at start into typed values.
 //! - [`classify`]: is a message marketing, and of which list.
 //! - [`consent`]: the consent domain: addresses, values, scopes, the sending decision.
-//! - [`store`]: the [`store::ConsentStore`] trait and its SQLite backend.
+//! - [`store`]: the [`store::ConsentStore`] traits and their SQLite and PostgreSQL
+//!   backends.
 //! - [`token`]: unsubscribe tokens and their keys; [`headers`]: the header values;
 //!   [`unsubscribe`]: minting and honouring tokens against the store.
-//! - [`import`]: reading address lists and ESP exports.
+//! - [`import`]: reading address lists and ESP exports, and writing what they ask.
 //! - [`socket`]: socket specifications as Postfix and Sendmail write them; [`identity`]:
 //!   which file is at a path (the store's, a socket's).
 
+pub mod api;
 pub mod classify;
 pub mod cli;
 pub mod config;

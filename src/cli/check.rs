@@ -2,7 +2,8 @@
 //! so that a mistake shows up here and not at the next restart. Beyond the file's own
 //! validation: the token key files (present, mode, length; a missing first key is fine
 //! when `generate_missing_key` is on, and is not created here), the TLS certificate and
-//! key, and the store (a supported URL; for SQLite, naming a file that exists).
+//! key, the admin API's token files, and the store (a supported URL; for SQLite, naming
+//! a file that exists).
 
 use super::CliError;
 use crate::{config::Config, store, token::Keyring, web};
@@ -28,9 +29,17 @@ pub fn run(config: &Config) -> Result<(), CliError> {
         }
     }
     if let Some(w) = &config.web
-        && let Err(e) = web::tls(w)
+        && let Err(e) = web::tls(w.tls.as_ref())
     {
         problems.push(format!("web.tls_cert / web.tls_key: {e}"));
+    }
+    if let Some(a) = &config.api {
+        if let Err(e) = crate::api::Tokens::load(&a.tokens) {
+            problems.push(format!("api.tokens: {e}"));
+        }
+        if let Err(e) = web::tls(a.tls.as_ref()) {
+            problems.push(format!("api.tls_cert / api.tls_key: {e}"));
+        }
     }
     if let Err(e) = store::check(&config.store_url) {
         problems.push(format!("store.url: {}", crate::error_chain(&e)));

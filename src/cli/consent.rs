@@ -14,9 +14,6 @@ use std::{
     time::SystemTime,
 };
 
-/// Rows written per transaction during an import: large enough to be fast, small enough
-/// that a failure loses little work.
-const IMPORT_BATCH: usize = 5_000;
 const PAGE: u32 = 10_000;
 
 pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliError> {
@@ -134,82 +131,36 @@ async fn import(
         path: path.to_owned(),
         source,
     };
-    let stdin = path.as_os_str() == "-";
-    let purpose = match value.unwrap_or(ConsentValue::No) {
-        ConsentValue::No | ConsentValue::DefaultNo => import::Purpose::OptOuts,
-        _ => import::Purpose::Other,
-    };
-    let table = match stdin {
-        true => import::read(io::stdin().lock(), purpose),
-        false => File::open(path)
-            .map_err(import::ImportError::from)
-            .and_then(|file| import::read(file, purpose)),
-    }
-    .map_err(import_error)?;
-    if table.exported && (value.is_some() || scope.is_some()) {
-        return Err(CliError::Usage(format!(
-            "{}: a file of `consent export` carries each row's value and scope; drop --value and --scope",
-            path.display()
-        )));
-    }
-    for note in &table.notes {
-        eprintln!("{}: {note}", path.display());
-    }
-    let (value, scope) = (
-        value.unwrap_or(ConsentValue::No),
-        scope.unwrap_or(Scope::All),
-    );
     let evidence = match evidence.is_empty() {
         true => format!("imported from {}", path.display()),
         false => evidence,
     };
-    let now = SystemTime::now();
-    let mut tally = Tally::default();
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let total = table.rows.len();
-    for (line, row) in table.rows {
-        let change = row.and_then(|item| match item {
-            import::Item::Address(text) => Ok(Some(Change {
-                address: config
-                    .addresses
-                    .normalize(&text)
-                    .map_err(|e| e.to_string())?,
-                channel: Channel::Email,
-                scope: scope.clone(),
-                value,
-                source: Source::Import,
-                at: now,
-                evidence: evidence.clone(),
-            })),
-            import::Item::Record(r) => Ok(Some(Change {
-                address: config
-                    .addresses
-                    .normalize(&r.address)
-                    .map_err(|e| e.to_string())?,
-                channel: r.channel,
-                scope: r.scope,
-                value: r.value,
-                source: r.source,
-                at: r.at,
-                evidence: r.evidence,
-            })),
-            import::Item::Skipped(_) => Ok(None),
-        });
-        match change {
-            Ok(Some(change)) => batch.push(change),
-            Ok(None) => tally.skipped += 1,
-            Err(error) => {
-                tally.bad += 1;
-                eprintln!("{}:{line}: {error}", path.display());
-            }
-        }
-        if batch.len() == IMPORT_BATCH {
-            tally.count(store.record(&batch).await?);
-            batch.clear();
-        }
+    let request = import::Request {
+        value,
+        scope,
+        evidence,
+    };
+    let table = match path.as_os_str() == "-" {
+        true => import::read(io::stdin().lock(), request.purpose()),
+        false => File::open(path)
+            .map_err(import::ImportError::from)
+            .and_then(|file| import::read(file, request.purpose())),
     }
-    if !batch.is_empty() {
-        tally.count(store.record(&batch).await?);
+    .map_err(import_error)?;
+    for note in &table.notes {
+        eprintln!("{}: {note}", path.display());
+    }
+    let tally = import::apply(table, request, &config.addresses, store)
+        .await
+        .map_err(|e| match e {
+            import::ApplyError::ValueForExport => CliError::Usage(format!(
+                "{}: a file of `consent export` carries each row's value and scope; drop --value and --scope",
+                path.display()
+            )),
+            import::ApplyError::Store(e) => e.into(),
+        })?;
+    for (line, error) in &tally.bad {
+        eprintln!("{}:{line}: {error}", path.display());
     }
     println!(
         "{}: {} changed, {} unchanged, {} skipped by status, {} bad",
@@ -217,31 +168,14 @@ async fn import(
         tally.changed,
         tally.unchanged,
         tally.skipped,
-        tally.bad
+        tally.bad.len()
     );
-    match tally.bad {
+    match tally.bad.len() {
         0 => Ok(()),
-        bad => Err(CliError::BadRows { bad, total }),
-    }
-}
-
-/// What an import did, row by row.
-#[derive(Default)]
-struct Tally {
-    changed: usize,
-    unchanged: usize,
-    skipped: usize,
-    bad: usize,
-}
-
-impl Tally {
-    fn count(&mut self, outcomes: Vec<Recorded>) {
-        for o in outcomes {
-            match o {
-                Recorded::Changed => self.changed += 1,
-                Recorded::Unchanged => self.unchanged += 1,
-            }
-        }
+        bad => Err(CliError::BadRows {
+            bad,
+            total: tally.total,
+        }),
     }
 }
 

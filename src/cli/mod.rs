@@ -88,6 +88,15 @@ pub enum Command {
     /// Whole-store operations.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The admin API.
+    #[command(subcommand)]
+    Api(ApiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the admin API's OpenAPI document (the one `GET /v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +251,11 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
     if let Command::Token(TokenCommand::Keygen { file }) = &cli.command {
         return token::keygen(file);
     }
+    // Nor does the API's description.
+    if let Command::Api(ApiCommand::Openapi) = &cli.command {
+        print!("{}", crate::api::openapi_json());
+        return Ok(());
+    }
     // Nor does a copy between two named stores.
     if let Command::Store(StoreCommand::Migrate { from, to }) = &cli.command {
         for tally in store::copy::copy(from, to).await? {
@@ -276,7 +290,9 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,
         Command::Ingest { sender, recipients } => ingest::run(&config, sender, recipients).await?,
-        Command::Store(_) => unreachable!("handled before the config is read"),
+        Command::Store(_) | Command::Api(_) => {
+            unreachable!("handled before the config is read")
+        }
     }
     Ok(())
 }

@@ -18,6 +18,55 @@ pub struct ConfigFile {
     pub intake: Option<IntakeSection>,
     pub complaints: Option<ComplaintsSection>,
     pub metrics: Option<MetricsSection>,
+    pub api: Option<ApiSection>,
+}
+
+/// `[api]`: the admin API for the systems around the MTA (the sending application, the
+/// CRM), on a listener of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address and port, e.g. `127.0.0.1:8026`; loopback unless TLS and a firewall say
+    /// otherwise.
+    #[serde(default = "api_listen")]
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, the API speaks HTTPS.
+    pub tls_cert: Option<String>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<String>,
+    /// The most connections open at once.
+    #[serde(default = "api_max_connections")]
+    pub max_connections: usize,
+    /// The largest import body, in bytes.
+    #[serde(default = "api_max_import_bytes")]
+    pub max_import_bytes: usize,
+    /// The bearer tokens that may call it: at least one.
+    pub tokens: Vec<ApiTokenEntry>,
+}
+
+/// One bearer token of `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenEntry {
+    /// A file holding the token (one line, at least 32 characters), readable by the
+    /// daemon and by nobody else but its group.
+    pub file: String,
+    /// `read` or `read-write`.
+    pub rights: String,
+    /// The name changes are recorded under (default: the file's name without extension).
+    pub name: Option<String>,
+}
+
+fn api_listen() -> String {
+    "127.0.0.1:8026".into()
+}
+
+fn api_max_connections() -> usize {
+    64
+}
+
+fn api_max_import_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 /// `[complaints]`: feedback-loop reports (ARF) from mailbox providers, taken the same

@@ -91,6 +91,33 @@ pub struct WebConfig {
     pub list_names: std::collections::HashMap<Scope, String>,
 }
 
+/// What a bearer token of the admin API may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApiRights {
+    Read,
+    ReadWrite,
+}
+
+/// One bearer token of the admin API: where it is kept, not the token itself (it is read
+/// at start and at each reload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTokenSpec {
+    pub file: PathBuf,
+    pub rights: ApiRights,
+    /// Who changes are recorded as made by.
+    pub name: String,
+}
+
+/// The admin API's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_connections: usize,
+    pub max_import_bytes: usize,
+    pub tokens: Vec<ApiTokenSpec>,
+}
+
 /// The milter's settings.
 #[derive(Clone, Debug)]
 pub struct MilterConfig {
@@ -126,6 +153,8 @@ pub struct Config {
     pub intake: Option<IntakeConfig>,
     /// Where `GET /metrics` listens; `None`: no metrics listener.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `None`: no admin API.
+    pub api: Option<ApiConfig>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -384,7 +413,13 @@ impl Config {
                     .map_err(|e| invalid("metrics.listen", &format!("{:?}: {e}", m.listen)))
             })
             .transpose()?;
+        let api = file
+            .api
+            .as_ref()
+            .map(|a| sections::api(a, &invalid))
+            .transpose()?;
         Ok(Self {
+            api,
             metrics,
             path: path.to_owned(),
             milter: MilterConfig {
@@ -440,6 +475,37 @@ mod tests {
         assert_eq!(c.consent.default, DefaultConsent::Yes);
         assert_eq!(c.classifier.list_header, "X-Optout-List");
         assert_eq!(c.addresses, AddressPolicy::default());
+    }
+
+    #[test]
+    fn the_api_section_is_validated_key_by_key() {
+        let api = |rest: &str| {
+            parse(&format!(
+                "[api]\n{rest}\n[[api.tokens]]\nfile = \"/t/crm.token\"\nrights = \"read-write\"\n"
+            ))
+        };
+        let c = api("").unwrap().api.unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8026");
+        assert_eq!(c.tokens[0].name, "crm");
+        assert_eq!(c.tokens[0].rights, ApiRights::ReadWrite);
+        for (rest, key) in [
+            ("listen = \"everywhere\"", "api.listen"),
+            ("tls_cert = \"/c.pem\"", "api.tls_key"),
+            ("max_connections = 0", "api.max_connections"),
+            (
+                "[[api.tokens]]\nfile = \"/u/crm.token\"\nrights = \"read\"",
+                "api.tokens[1].name",
+            ),
+            (
+                "[[api.tokens]]\nfile = \"/u/x\"\nrights = \"all\"",
+                "api.tokens[0].rights",
+            ),
+        ] {
+            let e = api(rest).unwrap_err().to_string();
+            assert!(e.contains(key), "{rest}: {e}");
+        }
+        let none = parse("[api]\ntokens = []\n").unwrap_err().to_string();
+        assert!(none.contains("api.tokens"), "{none}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What a reload (SIGHUP) may change, and what it reports.
 //!
 //! Rules, lists, the consent default, the store timeout and failure policy, token keys,
-//! pages, rate limits and intake settings take effect on the next connection or request.
+//! pages, rate limits, intake settings and the admin API's tokens take effect on the next
+//! connection or request.
 //! What is bound or opened at start (sockets and listen addresses, their limits and
 //! permissions, TLS files, the store) keeps its running value until a restart, and the
 //! reload says so: a reload must never leave the daemon half-changed.
@@ -56,8 +57,28 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
         ),
         ("[web]", old.web.is_some() != new.web.is_some()),
         ("[intake]", old.intake.is_some() != new.intake.is_some()),
+        ("[api]", old.api.is_some() != new.api.is_some()),
     ] {
         restart(key, differs);
+    }
+    if old.api.is_some() != new.api.is_some() {
+        new.api = old.api.clone();
+    }
+    if let (Some(o), Some(n)) = (&old.api, &mut new.api) {
+        restart("api.listen", o.listen != n.listen);
+        restart("api.tls_cert / tls_key", o.tls != n.tls);
+        restart(
+            "api.max_connections",
+            o.max_connections != n.max_connections,
+        );
+        restart(
+            "api.max_import_bytes",
+            o.max_import_bytes != n.max_import_bytes,
+        );
+        n.listen = o.listen;
+        n.tls = o.tls.clone();
+        n.max_connections = o.max_connections;
+        n.max_import_bytes = o.max_import_bytes;
     }
     if old.unsubscribe.is_some() != new.unsubscribe.is_some() {
         new.unsubscribe = old.unsubscribe.clone();
@@ -122,6 +143,7 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
             "[intake]",
             format!("{:?}", old.intake) != format!("{:?}", new.intake),
         ),
+        ("[api]", old.api != new.api),
     ] {
         if differs {
             changes.applied.push(section);

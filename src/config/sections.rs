@@ -1,7 +1,10 @@
 //! Validation of the optional sections: each turns its serde form into typed settings,
 //! naming the key of anything it refuses.
 
-use super::{ConfigError, ExistingHeader, MultipleRecipients, UnsubscribeConfig, WebConfig, file};
+use super::{
+    ApiConfig, ApiRights, ApiTokenSpec, ConfigError, ExistingHeader, MultipleRecipients,
+    UnsubscribeConfig, WebConfig, file,
+};
 use crate::{
     consent::Scope,
     headers::Links,
@@ -65,6 +68,80 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
         rate_limit: w.rate_limit,
         max_connections: w.max_connections,
         list_names,
+    })
+}
+
+pub(super) fn api(a: &file::ApiSection, invalid: &Invalid) -> Result<ApiConfig, ConfigError> {
+    let listen = a.listen.parse().map_err(|_| {
+        invalid(
+            "api.listen",
+            &expected(&a.listen, "ADDRESS:PORT such as 127.0.0.1:8026"),
+        )
+    })?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (Some(_), None) => return Err(invalid("api.tls_key", &"is needed with api.tls_cert")),
+        (None, Some(_)) => return Err(invalid("api.tls_cert", &"is needed with api.tls_key")),
+    };
+    if a.max_connections == 0 {
+        return Err(invalid("api.max_connections", &"must be at least 1"));
+    }
+    if a.max_import_bytes == 0 {
+        return Err(invalid("api.max_import_bytes", &"must be at least 1"));
+    }
+    if a.tokens.is_empty() {
+        return Err(invalid(
+            "api.tokens",
+            &"needs at least one token: every route of the API asks for one",
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    let tokens = a
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let key = |field| format!("api.tokens[{i}].{field}");
+            let rights = match t.rights.as_str() {
+                "read" => ApiRights::Read,
+                "read-write" => ApiRights::ReadWrite,
+                other => {
+                    return Err(invalid(
+                        &key("rights"),
+                        &expected(other, "read or read-write"),
+                    ));
+                }
+            };
+            let file = PathBuf::from(&t.file);
+            let name = match &t.name {
+                Some(name) => name.trim().to_owned(),
+                None => file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    &key("name"),
+                    &expected(&name, "a name of visible characters without spaces"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    &key("name"),
+                    &format!("{name:?} names two tokens; give each its own name"),
+                ));
+            }
+            Ok(ApiTokenSpec { file, rights, name })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ApiConfig {
+        listen,
+        tls,
+        max_connections: a.max_connections,
+        max_import_bytes: a.max_import_bytes,
+        tokens,
     })
 }
 

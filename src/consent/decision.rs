@@ -9,7 +9,8 @@
 //! An opt-out always wins over an opt-in at another scope: a person who said no to all
 //! marketing is not mailed because an old import said yes to one list.
 
-use super::{ConsentValue, Scope, value::Effect};
+use super::{Address, AddressPolicy, ConsentValue, Scope, value::Effect};
+use std::future::Future;
 
 /// The default from config for addresses with no deciding record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -43,6 +44,31 @@ pub enum Decision {
 }
 
 impl ConsentPolicy {
+    /// Decides for a message of `list` to `address`, with `values` asked for the records
+    /// of the address and then of each of its aliases ([`Address::aliases`]: the MTA may
+    /// deliver to either): the first that does not allow decides. The milter and the
+    /// admin API's decision call both decide here, so they cannot disagree.
+    pub async fn decide_for<E, Fut>(
+        &self,
+        addresses: &AddressPolicy,
+        address: &Address,
+        list: &Scope,
+        mut values: impl FnMut(Address) -> Fut,
+    ) -> Result<Decision, E>
+    where
+        Fut: Future<Output = Result<Vec<(Scope, ConsentValue)>, E>>,
+    {
+        let candidates = std::iter::once(address.clone()).chain(address.aliases(addresses));
+        for candidate in candidates {
+            let found = values(candidate).await?;
+            let decision = self.decide(list, found.iter().map(|(scope, value)| (scope, *value)));
+            if decision != Decision::Allow {
+                return Ok(decision);
+            }
+        }
+        Ok(Decision::Allow)
+    }
+
     /// Decides for a message of `list`, given the address's records as (scope, value) pairs.
     /// Records of other lists are ignored, so callers may pass everything they have.
     pub fn decide<'a>(

@@ -9,6 +9,7 @@
 
 use super::DaemonError;
 use crate::{
+    api::{ApiFront, ApiState},
     config::{Config, Overrides, reload},
     intake::Intake,
     lmtp::SharedIntake,
@@ -30,6 +31,8 @@ pub struct App {
     web: Option<Arc<WebFront>>,
     tls: Option<TlsAcceptor>,
     intake: Option<Arc<SharedIntake>>,
+    api: Option<Arc<ApiFront>>,
+    api_tls: Option<TlsAcceptor>,
 }
 
 impl App {
@@ -48,7 +51,7 @@ impl App {
         let config = Arc::new(config);
         let unsubscribe = load_unsubscribe(&config)?;
         let tls = match &config.web {
-            Some(web) => web::tls(web).map_err(DaemonError::Tls)?,
+            Some(web) => web::tls(web.tls.as_ref()).map_err(DaemonError::Tls)?,
             None => None,
         };
         let intake = match (&config.intake, &unsubscribe) {
@@ -68,6 +71,12 @@ impl App {
             )))),
             _ => None,
         };
+        let api =
+            ApiState::new(&config, store.clone())?.map(|state| Arc::new(ApiFront::new(state)));
+        let api_tls = match &config.api {
+            Some(api) => web::tls(api.tls.as_ref()).map_err(DaemonError::Tls)?,
+            None => None,
+        };
         let milter = Arc::new(SharedMilter::from_pointee(Milter::new(
             config.clone(),
             store.clone(),
@@ -75,6 +84,8 @@ impl App {
             intake.clone(),
         )));
         Ok(Self {
+            api,
+            api_tls,
             config,
             overrides,
             store,
@@ -110,6 +121,16 @@ impl App {
         self.tls.as_ref()
     }
 
+    /// The admin API, when `[api]` is configured.
+    pub fn api(&self) -> Option<&Arc<ApiFront>> {
+        self.api.as_ref()
+    }
+
+    /// The admin API's TLS acceptor, when `[api]` has TLS files.
+    pub fn api_tls(&self) -> Option<&TlsAcceptor> {
+        self.api_tls.as_ref()
+    }
+
     /// The one intake for unsubscribe mails, when `[intake]` and `[unsubscribe]` are
     /// configured.
     pub fn intake(&self) -> Option<&Arc<SharedIntake>> {
@@ -123,6 +144,7 @@ impl App {
         let new = Config::load(&self.config.path, &self.overrides)?;
         let (new, changes) = reload::reconcile(&self.config, new);
         let unsubscribe = load_unsubscribe(&new)?;
+        let api = ApiState::new(&new, self.store.clone())?;
         let new = Arc::new(new);
         let intake = match (&self.intake, &new.intake, &unsubscribe) {
             (Some(shared), Some(config), Some(u)) => {
@@ -138,6 +160,9 @@ impl App {
         };
         if let (Some(front), Some(web), Some(u)) = (&self.web, &new.web, &unsubscribe) {
             front.reload(web.clone(), u.clone());
+        }
+        if let (Some(front), Some(state)) = (&self.api, api) {
+            front.reload(state);
         }
         self.milter.store(Arc::new(Milter::new(
             new.clone(),

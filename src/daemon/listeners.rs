@@ -12,11 +12,13 @@ pub struct Listeners {
     pub(super) web: Option<std::net::TcpListener>,
     pub(super) lmtp: Option<lmtp::Listener>,
     pub(super) metrics: Option<std::net::TcpListener>,
+    pub(super) api: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
     /// Binds what `config` names: the web front (with `[web]` and `[unsubscribe]`), the
-    /// LMTP intake (with `[intake] lmtp` and `[unsubscribe]`), the metrics and the milter.
+    /// LMTP intake (with `[intake] lmtp` and `[unsubscribe]`), the admin API, the metrics
+    /// and the milter.
     /// Unix sockets get their configured mode and group; a live one is never taken over.
     pub async fn bind(config: &Config) -> Result<Self, DaemonError> {
         let bind_tcp = |addr: SocketAddr| {
@@ -39,6 +41,11 @@ impl Listeners {
             _ => None,
         };
         let metrics = config.metrics.map(bind_tcp).transpose()?;
+        let api = config
+            .api
+            .as_ref()
+            .map(|a| bind_tcp(a.listen))
+            .transpose()?;
         let socket = &config.milter.socket;
         let milter = milter::bind(socket, config.milter.socket_permissions)
             .map_err(|source| bind_error(socket, source))?;
@@ -47,6 +54,7 @@ impl Listeners {
             web,
             lmtp,
             metrics,
+            api,
         })
     }
 
@@ -63,6 +71,11 @@ impl Listeners {
     /// The LMTP intake's TCP address, when it is served over TCP.
     pub fn lmtp_addr(&self) -> Option<SocketAddr> {
         self.lmtp.as_ref().and_then(lmtp::Listener::local_addr)
+    }
+
+    /// The admin API's address, when configured.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The metrics listener's address, when configured.

@@ -38,8 +38,12 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Key(#[from] crate::token::KeyError),
-    #[error("cannot load the web front's TLS certificate and key")]
+    #[error("cannot load a TLS certificate and key")]
     Tls(#[source] io::Error),
+    #[error(transparent)]
+    ApiToken(#[from] crate::api::TokenFileError),
+    #[error("the admin API stopped")]
+    Api(#[source] io::Error),
     #[error("cannot install signal handlers")]
     Signals(#[source] io::Error),
     #[error("the milter stopped")]
@@ -86,6 +90,18 @@ pub async fn run(
             async move { server.await.map_err(DaemonError::Lmtp) },
         ));
     }
+    if let (Some(listener), Some(front)) = (listeners.api, app.api()) {
+        info!(listen = ?listener.local_addr().ok(), tls = app.api_tls().is_some(), "admin API listening");
+        let server = crate::api::serve(
+            listener,
+            app.api_tls().cloned(),
+            front.clone(),
+            until_stopped(stopped.clone()),
+        );
+        servers.push(Box::pin(
+            async move { server.await.map_err(DaemonError::Api) },
+        ));
+    }
     if let Some(listener) = listeners.metrics {
         info!(listen = ?listener.local_addr().ok(), "metrics listening");
         let server = web::serve_metrics(listener, until_stopped(stopped.clone()));
@@ -109,6 +125,7 @@ pub async fn run(
         web = ?config.web.as_ref().map(|w| w.listen),
         lmtp = ?config.intake.as_ref().and_then(|i| i.lmtp.as_ref()).map(ToString::to_string),
         metrics = ?config.metrics,
+        api = ?config.api.as_ref().map(|a| a.listen),
         "optout-milter started"
     );
     servers.push(Box::pin(async move {

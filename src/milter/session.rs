@@ -495,35 +495,24 @@ const UNCHECKABLE: &str = "recipient address cannot be checked for opt-out";
 
 /// The decision for `address` and every alias of it: blocked if any of them is.
 async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Decision, LookupError> {
-    let decision = decide_one(milter, address, list).await?;
-    if decision != Decision::Allow {
-        return Ok(decision);
-    }
-    for alias in address.aliases(&milter.config.addresses) {
-        let decision = decide_one(milter, &alias, list).await?;
-        if decision != Decision::Allow {
-            return Ok(decision);
-        }
-    }
-    Ok(Decision::Allow)
-}
-
-async fn decide_one(
-    milter: &Milter,
-    address: &Address,
-    list: &Scope,
-) -> Result<Decision, LookupError> {
-    let lookup = milter.store.scoped_values(address, Channel::Email, list);
-    let values = tokio::time::timeout(milter.config.milter.store_timeout, lookup)
+    let config = &milter.config;
+    let timeout = config.milter.store_timeout;
+    let lookup = |candidate: Address| async move {
+        tokio::time::timeout(
+            timeout,
+            milter.store.scoped_values(&candidate, Channel::Email, list),
+        )
         .await
         .map_err(|_| LookupError::Timeout)?
-        .inspect_err(|_| {
+        .map_err(|error| {
             metrics::get().store_errors.inc();
-        })?;
-    Ok(milter
-        .config
+            LookupError::Store(error)
+        })
+    };
+    config
         .consent
-        .decide(list, values.iter().map(|(scope, value)| (scope, *value))))
+        .decide_for(&config.addresses, address, list, lookup)
+        .await
 }
 
 fn refusal_text(address: &Address, list: &Scope) -> String {

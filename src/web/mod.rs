@@ -133,7 +133,7 @@ pub fn app(state: Arc<WebFront>) -> Router {
 }
 
 /// Counts a request by its route template (never its path, which holds the token).
-async fn count_request(
+pub(crate) async fn count_request(
     route: Option<axum::extract::MatchedPath>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -173,9 +173,11 @@ pub async fn serve_metrics(
 
 /// Loads the TLS certificate and key when configured, so that a bad file stops the daemon
 /// at start rather than at the first request.
-pub fn tls(config: &WebConfig) -> io::Result<Option<tokio_rustls::TlsAcceptor>> {
+pub fn tls(
+    files: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> io::Result<Option<tokio_rustls::TlsAcceptor>> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let Some((cert, key)) = &config.tls else {
+    let Some((cert, key)) = files else {
         return Ok(None);
     };
     let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {

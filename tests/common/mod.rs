@@ -2,6 +2,7 @@
 //! and small helpers to record consent in it.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod intake;
 pub mod mta;
 pub mod opendkim;
@@ -17,7 +18,7 @@ use optout_milter::{
     milter::Milter,
     store::{self, ConsentStore},
 };
-use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -42,8 +43,11 @@ pub struct TestMilter {
     pub store: Arc<dyn ConsentStore>,
     pub db_url: String,
     pub dir: TempDir,
+    /// The admin API's address, when `extra` has an `[api]` section.
+    pub api: Option<SocketAddr>,
     /// The database under `OPTOUT_TEST_STORE=postgres`, dropped after the daemon.
     _postgres: Option<postgres::TestDb>,
+    reload: tokio::sync::mpsc::Sender<()>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), daemon::DaemonError>>>,
 }
@@ -68,11 +72,15 @@ pub async fn start_with(
     .await;
     let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n"))
         + &extra.replace("@DIR@", &dir.path().to_string_lossy());
+    api::write_tokens(dir.path());
+    // In a file, as `serve` reads it, so that a reload can read it again.
+    let path = dir.path().join("optout-milter.toml");
+    std::fs::write(&path, text).expect("write the test config");
     let overrides = Overrides {
         store_url: Some(db_url.clone()),
         socket: None,
     };
-    let config = Config::parse(Path::new("test.toml"), &text, &overrides).expect("test config");
+    let config = Config::load(&path, &overrides).expect("test config");
     let store = store::open_or_create(&db_url).await.expect("store");
     // The daemon as `serve` assembles it, over the (possibly wrapped) store.
     let app = App::build(config, overrides, wrap(store.clone()))
@@ -80,9 +88,10 @@ pub async fn start_with(
         .expect("assemble");
     let listeners = Listeners::bind(app.config()).await.expect("bind");
     let addr = listeners.milter_addr().expect("tcp listener");
+    let api = listeners.api_addr();
     let milter = app.milter().load_full();
     let (tx, rx) = oneshot::channel::<()>();
-    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn(daemon::run(app, listeners, reloads, async {
         let _ = rx.await;
     }));
@@ -92,7 +101,9 @@ pub async fn start_with(
         store,
         db_url,
         dir,
+        api,
         _postgres: postgres,
+        reload,
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -117,6 +128,14 @@ impl TestMilter {
         // by another process reaches the index through the change feed: at once on SQLite,
         // within the propagation delay on PostgreSQL, tests/nodes.rs.)
         self.milter.store.record(&[change]).await.expect("record");
+    }
+
+    /// Asks the daemon to read its config file again, as SIGHUP does.
+    pub async fn reload(&self) {
+        self.reload
+            .send(())
+            .await
+            .expect("the daemon takes reloads");
     }
 
     /// Stops the milter and waits until it has stopped.

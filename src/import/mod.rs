@@ -16,6 +16,10 @@
 //!   is honoured when importing opt-outs: rows whose status is not an opt-out are skipped
 //!   and counted, never turned into opt-outs.
 
+mod apply;
+
+pub use apply::{ApplyError, BATCH, Request, Tally, apply};
+
 use crate::consent::{Channel, ConsentValue, Scope, Source};
 use std::{io::Read, time::SystemTime};
 
