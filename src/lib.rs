@@ -16,7 +16,7 @@
 //! - [`milter`]: the milter protocol adapter, its per-connection [`milter::session`] and
 //!   the socket it listens on.
 //! - [`api`]: the admin API (consent, history, the change feed, the sending decision)
-//!   for the systems around the MTA.
+//!   for the systems around the MTA; [`webhooks`]: every change delivered to them.
 //! - [`web`]: the one-click endpoint and the landing page; [`lmtp`]: the LMTP server for
 //!   unsubscribe mails; [`intake`]: what an unsubscribe mail asks, for the milter, LMTP
 //!   and `ingest` alike.
@@ -49,6 +49,7 @@ pub mod store;
 pub mod token;
 pub mod unsubscribe;
 pub mod web;
+pub mod webhooks;
 
 /// `error` and each of its causes, joined by ": ", for a log line: "the store failed" alone
 /// tells an operator nothing.

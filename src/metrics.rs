@@ -44,6 +44,19 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// A webhook.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+}
+
+/// A webhook delivery attempt's outcome: `delivered`, `failed-attempt`, `given-up`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookOutcome {
+    pub webhook: String,
+    pub outcome: &'static str,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -67,8 +80,13 @@ pub struct Metrics {
     pub index_entries: Gauge,
     /// History rows committed but not yet in this node's index.
     pub index_lag: Gauge,
-    /// Open connections, by listener: `milter`, `web`, `lmtp`.
+    /// Open connections, by listener: `milter`, `web`, `lmtp`, `api`.
     pub connections: Family<Kind, Gauge>,
+    pub webhook_deliveries: Family<WebhookOutcome, Counter>,
+    /// Events read from the feed and not yet delivered, by webhook.
+    pub webhook_backlog: Family<WebhookLabels, Gauge>,
+    /// The age of the event being delivered (0 when none waits), by webhook.
+    pub webhook_oldest_seconds: Family<WebhookLabels, Gauge>,
 }
 
 impl Metrics {
@@ -88,6 +106,9 @@ impl Metrics {
             index_entries: Gauge::default(),
             index_lag: Gauge::default(),
             connections: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_backlog: Family::default(),
+            webhook_oldest_seconds: Family::default(),
         };
         registry.register(
             "messages",
@@ -148,6 +169,21 @@ impl Metrics {
             "open_connections",
             "Open connections, by listener",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by webhook and outcome",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_backlog",
+            "Events read from the change feed and not yet delivered, by webhook",
+            metrics.webhook_backlog.clone(),
+        );
+        registry.register(
+            "webhook_oldest_seconds",
+            "Age of the oldest event not yet delivered, by webhook",
+            metrics.webhook_oldest_seconds.clone(),
         );
         Self {
             registry,

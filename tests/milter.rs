@@ -458,6 +458,14 @@ impl Feed for Slow {
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         self.0.feed_position()
     }
+
+    fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>> {
+        self.0.delivered(name)
+    }
+
+    fn set_delivered<'a>(&'a self, name: &'a str, position: FeedPosition) -> StoreFuture<'a, ()> {
+        self.0.set_delivered(name, position)
+    }
 }
 
 impl ConsentStore for Slow {

@@ -13,7 +13,8 @@
 CREATE ROLE optout_owner LOGIN PASSWORD 'change-me-owner';
 CREATE ROLE optout_milter LOGIN PASSWORD 'change-me-milter'
     -- Each node opens at most 11 connections (a pool of 10 and one listening for the
-    -- others' changes): allow 11 per node, and a few for the CLI.
+    -- others' changes), 12 on the node that delivers webhooks: allow 12 per node, and a
+    -- few for the CLI.
     CONNECTION LIMIT 48;
 
 GRANT CONNECT ON DATABASE optout TO optout_owner, optout_milter;

@@ -19,6 +19,34 @@ pub struct ConfigFile {
     pub complaints: Option<ComplaintsSection>,
     pub metrics: Option<MetricsSection>,
     pub api: Option<ApiSection>,
+    pub webhooks: Vec<WebhookEntry>,
+}
+
+/// `[[webhooks]]`: a URL every change of consent is delivered to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// Where events are POSTed: `https://` (or `http://` to a loopback address).
+    pub url: String,
+    /// A file holding the signing secret, `whsec_` and the base64 of 24 to 64 random
+    /// bytes (the Standard Webhooks format).
+    pub secret_file: String,
+    /// Its name in logs, metrics and the delivery cursor (default: the URL's host).
+    pub name: Option<String>,
+    /// How long an event is retried before it is given up.
+    #[serde(default = "retry_for")]
+    pub retry_for: String,
+    /// How long one delivery attempt may take.
+    #[serde(default = "webhook_timeout")]
+    pub timeout: String,
+}
+
+fn retry_for() -> String {
+    "3d".into()
+}
+
+fn webhook_timeout() -> String {
+    "10s".into()
 }
 
 /// `[api]`: the admin API for the systems around the MTA (the sending application, the

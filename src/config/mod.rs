@@ -118,6 +118,16 @@ pub struct ApiConfig {
     pub tokens: Vec<ApiTokenSpec>,
 }
 
+/// A webhook every change of consent is delivered to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    pub secret_file: PathBuf,
+    pub retry_for: Duration,
+    pub timeout: Duration,
+}
+
 /// The milter's settings.
 #[derive(Clone, Debug)]
 pub struct MilterConfig {
@@ -155,6 +165,7 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// `None`: no admin API.
     pub api: Option<ApiConfig>,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -418,8 +429,10 @@ impl Config {
             .as_ref()
             .map(|a| sections::api(a, &invalid))
             .transpose()?;
+        let webhooks = sections::webhooks(&file.webhooks, &invalid)?;
         Ok(Self {
             api,
+            webhooks,
             metrics,
             path: path.to_owned(),
             milter: MilterConfig {
@@ -506,6 +519,41 @@ mod tests {
         }
         let none = parse("[api]\ntokens = []\n").unwrap_err().to_string();
         assert!(none.contains("api.tokens"), "{none}");
+    }
+
+    #[test]
+    fn webhooks_are_validated_key_by_key() {
+        let hook = |url: &str, rest: &str| {
+            format!("[[webhooks]]\nurl = \"{url}\"\nsecret_file = \"/s\"\n{rest}\n")
+        };
+        let c = parse(
+            &(hook("https://crm.example.com/h", "")
+                + &hook("http://127.0.0.1:9/h", "name = \"local\"")),
+        )
+        .unwrap();
+        assert_eq!(c.webhooks[0].name, "crm.example.com");
+        assert_eq!(c.webhooks[0].retry_for, Duration::from_secs(3 * 86_400));
+        assert_eq!(c.webhooks[1].name, "local");
+        for (text, key) in [
+            (hook("http://crm.example.com/h", ""), "webhooks[0].url"),
+            (hook("ftp://crm.example.com/h", ""), "webhooks[0].url"),
+            (hook("not a url", ""), "webhooks[0].url"),
+            (
+                hook("https://a.example/h", "retry_for = \"ever\""),
+                "webhooks[0].retry_for",
+            ),
+            (
+                hook("https://a.example/h", "timeout = \"0s\""),
+                "webhooks[0].timeout",
+            ),
+            (
+                hook("https://a.example/h", "") + &hook("https://a.example/g", ""),
+                "webhooks[1].name",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

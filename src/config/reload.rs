@@ -48,6 +48,8 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
     new.store_url = old.store_url.clone();
     restart("metrics.listen", old.metrics != new.metrics);
     new.metrics = old.metrics;
+    restart("[[webhooks]]", old.webhooks != new.webhooks);
+    new.webhooks = old.webhooks.clone();
 
     // Whole sections that appear or vanish change which servers run.
     for (key, differs) in [

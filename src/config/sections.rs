@@ -3,7 +3,7 @@
 
 use super::{
     ApiConfig, ApiRights, ApiTokenSpec, ConfigError, ExistingHeader, MultipleRecipients,
-    UnsubscribeConfig, WebConfig, file,
+    UnsubscribeConfig, WebConfig, WebhookConfig, file,
 };
 use crate::{
     consent::Scope,
@@ -143,6 +143,56 @@ pub(super) fn api(a: &file::ApiSection, invalid: &Invalid) -> Result<ApiConfig, 
         max_import_bytes: a.max_import_bytes,
         tokens,
     })
+}
+
+pub(super) fn webhooks(
+    entries: &[file::WebhookEntry],
+    invalid: &Invalid,
+) -> Result<Vec<WebhookConfig>, ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let key = |field| format!("webhooks[{i}].{field}");
+            let url = reqwest::Url::parse(&w.url).map_err(|e| invalid(&key("url"), &format!("{:?}: {e}", w.url)))?;
+            let host = url.host_str().unwrap_or_default().to_owned();
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => {
+                    return Err(invalid(
+                        &key("url"),
+                        &expected(&w.url, "an https:// URL (events carry addresses; http:// only to a loopback address)"),
+                    ));
+                }
+            }
+            let name = w.name.clone().unwrap_or(host);
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(&key("name"), &expected(&name, "a name of visible characters without spaces")));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(&key("name"), &format!("{name:?} names two webhooks; give each its own name")));
+            }
+            let retry_for = humantime::parse_duration(&w.retry_for).map_err(|e| invalid(&key("retry_for"), &e))?;
+            let timeout = humantime::parse_duration(&w.timeout).map_err(|e| invalid(&key("timeout"), &e))?;
+            if timeout.is_zero() {
+                return Err(invalid(&key("timeout"), &"must be longer than zero"));
+            }
+            Ok(WebhookConfig {
+                name,
+                url: url.to_string(),
+                secret_file: PathBuf::from(&w.secret_file),
+                retry_for,
+                timeout,
+            })
+        })
+        .collect()
 }
 
 pub(super) type Invalid<'a> = dyn Fn(&str, &dyn fmt::Display) -> ConfigError + 'a;

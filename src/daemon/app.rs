@@ -33,6 +33,8 @@ pub struct App {
     intake: Option<Arc<SharedIntake>>,
     api: Option<Arc<ApiFront>>,
     api_tls: Option<TlsAcceptor>,
+    /// Taken by [`super::run`], which delivers them.
+    webhooks: Vec<crate::webhooks::Webhook>,
 }
 
 impl App {
@@ -83,9 +85,11 @@ impl App {
             unsubscribe,
             intake.clone(),
         )));
+        let webhooks = crate::webhooks::prepare(store.as_ref(), &config.webhooks).await?;
         Ok(Self {
             api,
             api_tls,
+            webhooks,
             config,
             overrides,
             store,
@@ -119,6 +123,11 @@ impl App {
     /// The web front's TLS acceptor, when `[web]` has TLS files.
     pub fn tls(&self) -> Option<&TlsAcceptor> {
         self.tls.as_ref()
+    }
+
+    /// The webhooks, with their secrets loaded; taken once, by whoever delivers them.
+    pub fn take_webhooks(&mut self) -> Vec<crate::webhooks::Webhook> {
+        std::mem::take(&mut self.webhooks)
     }
 
     /// The admin API, when `[api]` is configured.

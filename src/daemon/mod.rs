@@ -42,6 +42,8 @@ pub enum DaemonError {
     Tls(#[source] io::Error),
     #[error(transparent)]
     ApiToken(#[from] crate::api::TokenFileError),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhooks::WebhookError),
     #[error("the admin API stopped")]
     Api(#[source] io::Error),
     #[error("cannot install signal handlers")]
@@ -126,6 +128,7 @@ pub async fn run(
         lmtp = ?config.intake.as_ref().and_then(|i| i.lmtp.as_ref()).map(ToString::to_string),
         metrics = ?config.metrics,
         api = ?config.api.as_ref().map(|a| a.listen),
+        webhooks = config.webhooks.len(),
         "optout-milter started"
     );
     servers.push(Box::pin(async move {
@@ -138,6 +141,18 @@ pub async fn run(
         app.store().clone(),
         until_stopped(stopped.clone()),
     )));
+    let webhooks = app.take_webhooks();
+    if !webhooks.is_empty() {
+        let deliveries = crate::webhooks::run(
+            app.store().clone(),
+            webhooks,
+            until_stopped(stopped.clone()),
+        );
+        servers.push(Box::pin(async move {
+            deliveries.await;
+            Ok(())
+        }));
+    }
 
     let all = run_all(servers);
     tokio::pin!(all, shutdown);

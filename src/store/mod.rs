@@ -125,11 +125,40 @@ pub trait Feed: Send + Sync {
     /// The feed's position now: every change before it is in the current state.
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition>;
 
+    /// How far the delivery of webhook `name` has got, if it has begun.
+    fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>>;
+
+    /// Records that webhook `name` has delivered every change before `position`; a
+    /// position behind the recorded one changes nothing.
+    fn set_delivered<'a>(&'a self, name: &'a str, position: FeedPosition) -> StoreFuture<'a, ()>;
+
+    /// Makes this process the one that delivers webhooks, for as long as the returned
+    /// lease holds; `None` while another process holds it. A store that only one daemon
+    /// uses (SQLite) always grants it.
+    fn lease(&self) -> StoreFuture<'_, Option<Box<dyn Lease>>> {
+        Box::pin(async { Ok(Some(Box::new(Always) as Box<dyn Lease>)) })
+    }
+
     /// A cheap fingerprint of the store's committed state that changes whenever any
     /// process commits, or `None` when the backend cannot tell without a query. It lets
     /// the in-memory index notice other processes' writes before it answers.
     fn change_token(&self) -> Option<u64> {
         None
+    }
+}
+
+/// The right to deliver webhooks, held by one process at a time.
+pub trait Lease: Send {
+    /// Whether it is still held (for PostgreSQL: whether its connection is still up).
+    fn held(&mut self) -> StoreFuture<'_, bool>;
+}
+
+/// The lease of a store only one daemon uses.
+struct Always;
+
+impl Lease for Always {
+    fn held(&mut self) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
     }
 }
 

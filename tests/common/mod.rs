@@ -10,6 +10,7 @@ pub mod postfix;
 pub mod postgres;
 pub mod sendmail;
 pub mod webdriver;
+pub mod webhook;
 
 use optout_milter::{
     config::{Config, Overrides},
@@ -73,6 +74,7 @@ pub async fn start_with(
     let text = BASE_CONFIG.replace("[milter]\n", &format!("[milter]\n{milter_keys}\n"))
         + &extra.replace("@DIR@", &dir.path().to_string_lossy());
     api::write_tokens(dir.path());
+    webhook::write_secret(dir.path());
     // In a file, as `serve` reads it, so that a reload can read it again.
     let path = dir.path().join("optout-milter.toml");
     std::fs::write(&path, text).expect("write the test config");

@@ -123,8 +123,18 @@ impl Daemon {
     /// Kills the daemon outright (SIGKILL, as a crash or an OOM kill would), then starts it
     /// again on the same config and port.
     pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        self.restart();
+    }
+
+    /// Kills the daemon outright (SIGKILL) and waits until it is gone.
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again (after [`kill9`](Self::kill9)) on the same config and port.
+    pub fn restart(&mut self) {
         let dir = self.config.parent().expect("config dir").to_owned();
         self.child = spawn(&self.config, &dir, None);
         let port = self.port;

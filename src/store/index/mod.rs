@@ -338,6 +338,18 @@ impl Feed for IndexedStore {
         self.inner.feed_position()
     }
 
+    fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>> {
+        self.inner.delivered(name)
+    }
+
+    fn set_delivered<'a>(&'a self, name: &'a str, position: FeedPosition) -> StoreFuture<'a, ()> {
+        self.inner.set_delivered(name, position)
+    }
+
+    fn lease(&self) -> StoreFuture<'_, Option<Box<dyn super::Lease>>> {
+        self.inner.lease()
+    }
+
     fn change_token(&self) -> Option<u64> {
         self.inner.change_token()
     }

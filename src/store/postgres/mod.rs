@@ -22,7 +22,7 @@ mod writer;
 
 use super::{
     ConsentStore, Create, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
-    StoreFuture, cursor, from_millis, parse, redact,
+    StoreFuture, cursor, from_millis, parse, redact, to_millis,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use sqlx::{
@@ -360,6 +360,50 @@ impl Feed for PostgresStore {
         })
     }
 
+    fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>> {
+        Box::pin(async move {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT feed_commit, feed_row FROM webhook_cursor WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(row.map(|(commit, row)| FeedPosition { commit, row }))
+        })
+    }
+
+    fn set_delivered<'a>(&'a self, name: &'a str, position: FeedPosition) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO webhook_cursor (name, feed_commit, feed_row, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET
+                   feed_commit = excluded.feed_commit, feed_row = excluded.feed_row,
+                   updated_at = excluded.updated_at
+                 WHERE (excluded.feed_commit, excluded.feed_row)
+                       > (webhook_cursor.feed_commit, webhook_cursor.feed_row)",
+            )
+            .bind(name)
+            .bind(position.commit)
+            .bind(position.row)
+            .bind(to_millis(std::time::SystemTime::now()))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn lease(&self) -> StoreFuture<'_, Option<Box<dyn super::Lease>>> {
+        Box::pin(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?;
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(WEBHOOK_LEASE)
+                .fetch_one(&mut conn)
+                .await?;
+            Ok(held.then(|| Box::new(PgLease(conn)) as Box<dyn super::Lease>))
+        })
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         Box::pin(async move {
             let horizon: i64 =
@@ -388,6 +432,19 @@ impl ConsentStore for PostgresStore {
                 .await?;
             Ok(())
         })
+    }
+}
+
+/// The advisory lock of the node that delivers webhooks ("optout-w" in ASCII).
+const WEBHOOK_LEASE: i64 = 0x6f70_746f_7574_2d77;
+
+/// The webhook lease: a connection of its own holding the advisory lock, which the server
+/// releases if the connection is lost (and so lets another node take over).
+struct PgLease(sqlx::PgConnection);
+
+impl super::Lease for PgLease {
+    fn held(&mut self) -> StoreFuture<'_, bool> {
+        Box::pin(async move { Ok(sqlx::query("SELECT 1").execute(&mut self.0).await.is_ok()) })
     }
 }
 

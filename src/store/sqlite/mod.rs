@@ -295,6 +295,39 @@ impl Feed for SqliteStore {
         })
     }
 
+    fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>> {
+        Box::pin(async move {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT feed_commit, feed_row FROM webhook_cursor WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(row.map(|(commit, row)| FeedPosition { commit, row }))
+        })
+    }
+
+    fn set_delivered<'a>(&'a self, name: &'a str, position: FeedPosition) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.file.check()?;
+            sqlx::query(
+                "INSERT INTO webhook_cursor (name, feed_commit, feed_row, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET
+                   feed_commit = excluded.feed_commit, feed_row = excluded.feed_row,
+                   updated_at = excluded.updated_at
+                 WHERE (excluded.feed_commit, excluded.feed_row)
+                       > (webhook_cursor.feed_commit, webhook_cursor.feed_row)",
+            )
+            .bind(name)
+            .bind(position.commit)
+            .bind(position.row)
+            .bind(super::to_millis(std::time::SystemTime::now()))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition> {
         Box::pin(async move {
             let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM consent_history")

@@ -1,0 +1,14 @@
+-- How far each webhook's delivery has got in the change feed (`consent_history`).
+--
+-- The history is the outbox: every change writes its history row in the transaction
+-- that makes it, so an event can never be lost between the change and its delivery.
+-- A webhook's position here moves only after the events before it were accepted by the
+-- receiver (or given up after the configured time), so a crash re-delivers at most the
+-- page in flight, under the same idempotency keys.
+
+CREATE TABLE webhook_cursor (
+    name       TEXT    PRIMARY KEY,  -- the webhook's name in the config
+    feed_commit INTEGER NOT NULL,    -- the feed position (see src/store/mod.rs)
+    feed_row   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL      -- Unix milliseconds
+);
