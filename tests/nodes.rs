@@ -115,3 +115,70 @@ async fn an_opt_out_on_one_node_is_enforced_by_the_other() {
     a.stop();
     b.stop();
 }
+
+/// Issue 14, item 2, with several nodes: both nodes have the same webhook; one delivers
+/// at a time (the store's lease), so no change is sent by both; when that node stops, the
+/// other carries on from the shared cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_delivers_the_webhooks_and_the_other_takes_over() {
+    use common::webhook::{self, Receiver};
+    let test = "one_node_delivers_the_webhooks_and_the_other_takes_over";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let shared = tempfile::tempdir().unwrap();
+    let key = shared.path().join("token.key");
+    let start = |dir: &Path| {
+        webhook::write_secret(dir);
+        let config = daemon_config(dir, &webhook::config(&receiver.url(), "shared-hook"))
+            .replace(&format!("sqlite:{}/consent.db", dir.display()), &db.url)
+            .replace(
+                &format!("{}/token.key", dir.display()),
+                &key.to_string_lossy(),
+            );
+        Daemon::start(dir, &config)
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(a_dir.path());
+    let b = start(b_dir.path());
+    let accepted = |address: &str| {
+        receiver.seen(|s| {
+            s.accepted
+                .values()
+                .filter(|(e, _)| e["data"]["address"] == address)
+                .map(|(_, times)| *times)
+                .sum::<usize>()
+        })
+    };
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.cli(&[
+            "consent",
+            "set",
+            &format!("n{i}@example.org"),
+            "--value",
+            "n",
+        ]);
+    }
+    wait_for("ten events", Duration::from_secs(30), || {
+        (0..10)
+            .all(|i| accepted(&format!("n{i}@example.org")) >= 1)
+            .then_some(())
+    });
+    receiver.seen(|s| {
+        let twice: Vec<_> = s.accepted.iter().filter(|(_, (_, n))| *n > 1).collect();
+        assert!(twice.is_empty(), "sent by both nodes: {twice:?}");
+        assert_eq!(s.bad_signatures, 0);
+    });
+    // Whichever node delivered, stop A: B (the deliverer already, or once A's lease is
+    // released with its connection) delivers the next change.
+    a.stop();
+    b.cli(&["consent", "set", "after@example.org", "--value", "n"]);
+    wait_for(
+        "the change after A stopped",
+        Duration::from_secs(30),
+        || (accepted("after@example.org") >= 1).then_some(()),
+    );
+    b.stop();
+}
