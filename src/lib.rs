@@ -27,7 +27,8 @@
 //!   backends.
 //! - [`token`]: unsubscribe tokens and their keys; [`headers`]: the header values;
 //!   [`unsubscribe`]: minting and honouring tokens against the store.
-//! - [`import`]: reading address lists and ESP exports, and writing what they ask.
+//! - [`import`]: reading address lists and ESP exports, and writing what they ask;
+//!   [`erase`]: erasing an address while keeping its suppression.
 //! - [`socket`]: socket specifications as Postfix and Sendmail write them; [`identity`]:
 //!   which file is at a path (the store's, a socket's).
 
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod daemon;
+pub mod erase;
 pub mod headers;
 pub mod identity;
 pub mod import;

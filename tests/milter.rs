@@ -419,6 +419,14 @@ impl Records for Slow {
         self.0.subject_id(address, scope)
     }
 
+    fn erase<'a>(
+        &'a self,
+        address: &'a optout_milter::consent::Address,
+        suppression: &'a Change,
+    ) -> StoreFuture<'a, u64> {
+        self.0.erase(address, suppression)
+    }
+
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         self.0.subject(id)
     }

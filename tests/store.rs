@@ -79,6 +79,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    erasure_deletes_the_address_everywhere_and_keeps_its_suppression,
     concurrent_writes_are_all_kept_and_answered_individually,
     concurrent_subject_ids_for_one_pair_agree,
     concurrent_subject_lookups_each_get_their_own_answer,
@@ -690,6 +691,7 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         "UPDATE consent_history SET value = 'y'",
         "TRUNCATE consent_history",
         "DELETE FROM token_subject",
+        "DELETE FROM erasing",
         "DROP TABLE consent",
         "ALTER TABLE consent_history DISABLE TRIGGER ALL",
         "CREATE TABLE intruder (x int)",
@@ -700,10 +702,106 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         assert!(result.is_err(), "the node's role could run: {sql}");
     }
     assert_eq!(store.history(&address).await.unwrap().len(), 2);
+    // Erasure is the one deletion the node may make, one address at a time, through the
+    // owner's function (migrations/postgres/0003_erasure.sql).
+    let erasure = optout_milter::consent::Erasure::new(vec![9; 32]);
+    let erased = optout_milter::erase::erase(store.as_ref(), &erasure, &address, "test")
+        .await
+        .unwrap();
+    assert_eq!(erased.history_deleted, 2);
+    assert!(store.history(&address).await.unwrap().is_empty());
+    assert_eq!(store.subject(id).await.unwrap(), None);
     drop(conn);
     drop(store);
     db.execute_script(&format!(
         "GRANT {node} TO CURRENT_USER; DROP OWNED BY {node}; DROP OWNED BY {owner}; DROP ROLE {owner}; DROP ROLE {node};"
     ))
     .await;
+}
+
+/// Issue 14, item 3: an erased address is gone from every table (records of every scope,
+/// its history, its token subjects), its pseudonym keeps an opt-out with an "erased"
+/// history entry, and the history still refuses every other deletion.
+async fn erasure_deletes_the_address_everywhere_and_keeps_its_suppression(db: Db) {
+    use optout_milter::consent::{Erasure, erasure::PREFIX};
+    let store = store::open_or_create(db.url()).await.unwrap();
+    let mut weekly = change(1, ConsentValue::Yes);
+    weekly.scope = "weekly".parse().unwrap();
+    store
+        .record(&[
+            change(1, ConsentValue::No),
+            weekly,
+            change(2, ConsentValue::No),
+        ])
+        .await
+        .unwrap();
+    let (gone, kept) = (
+        AddressPolicy::default()
+            .normalize("r1@example.org")
+            .unwrap(),
+        AddressPolicy::default()
+            .normalize("r2@example.org")
+            .unwrap(),
+    );
+    let subject = store.subject_id(&gone, &Scope::All).await.unwrap();
+    let erasure = Erasure::new(vec![7; 32]);
+    let erased = optout_milter::erase::erase(store.as_ref(), &erasure, &gone, "request 5")
+        .await
+        .unwrap();
+    assert_eq!(erased.history_deleted, 2);
+    assert!(store.records(&gone).await.unwrap().is_empty());
+    assert!(store.history(&gone).await.unwrap().is_empty());
+    assert_eq!(store.subject(subject).await.unwrap(), None);
+    let pseudonym = erasure.pseudonym(&gone);
+    assert!(pseudonym.as_str().starts_with(PREFIX));
+    let suppression = store.records(&pseudonym).await.unwrap();
+    assert_eq!(suppression.len(), 1);
+    assert_eq!(suppression[0].value, ConsentValue::No);
+    let history = store.history(&pseudonym).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].change.source, Source::Erasure);
+    assert_eq!(history[0].change.evidence, "request 5");
+    assert!(
+        optout_milter::erase::is_erased(store.as_ref(), &erasure, &gone)
+            .await
+            .unwrap()
+    );
+    // Nothing else went, and the history still refuses to be rewritten.
+    assert_eq!(store.history(&kept).await.unwrap().len(), 1);
+    for sql in [
+        "DELETE FROM consent_history WHERE address = 'r2@example.org'",
+        "UPDATE consent_history SET value = 'y'",
+    ] {
+        assert!(db.execute(sql).await.is_err(), "{sql}");
+    }
+    // No row anywhere names the erased address.
+    let (url, needle) = (db.url().to_owned(), "r1@example.org");
+    let count = |table: &'static str| {
+        let url = url.clone();
+        async move {
+            use sqlx::{AnyConnection, Connection};
+            sqlx::any::install_default_drivers();
+            let mut conn = AnyConnection::connect(&url).await.unwrap();
+            let sql = format!("SELECT count(*) FROM {table} WHERE address = '{needle}'");
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    for table in ["consent", "consent_history", "token_subject", "erasing"] {
+        assert_eq!(count(table).await, 0, "{table}");
+    }
+    // Lifted: the pseudonym decides nothing any more.
+    assert!(
+        optout_milter::erase::lift(store.as_ref(), &erasure, &gone, Source::Cli, "")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !optout_milter::erase::is_erased(store.as_ref(), &erasure, &gone)
+            .await
+            .unwrap()
+    );
 }

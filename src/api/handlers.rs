@@ -5,8 +5,9 @@ use super::{
     ApiFront, ApiState,
     auth::{self, Caller},
     model::{
-        AddressRecords, BadRow, Changes, DecisionQuery, DecisionResult, Entry, ErrorBody, History,
-        ImportQuery, ImportResult, OptedOut, PageQuery, Record, RecordPage, SetConsent, SetResult,
+        AddressRecords, BadRow, Changes, DecisionQuery, DecisionResult, Entry, ErasureRequest,
+        ErasureResult, ErrorBody, History, ImportQuery, ImportResult, OptedOut, PageQuery, Record,
+        RecordPage, SetConsent, SetResult,
     },
 };
 use crate::{
@@ -48,6 +49,8 @@ pub enum ApiError {
     Unprocessable(String),
     /// The body is larger than allowed: 413.
     TooLarge(String),
+    /// Nothing to act on: 404.
+    NotFound(String),
     /// The store failed: 503, so that the caller retries.
     Store(StoreError),
 }
@@ -69,6 +72,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             Self::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Self::Store(e) => {
                 warn!(error = %crate::error_chain(&e), "API request failed: the store failed");
                 (
@@ -197,11 +201,111 @@ pub async fn get_consent(
 ) -> Result<Json<AddressRecords>, ApiError> {
     let address = address(&state, &text)?;
     let records = state.store.records(&address).await?;
+    let erased = match &state.erasure {
+        Some(erasure) => crate::erase::is_erased(state.store.as_ref(), erasure, &address).await?,
+        None => false,
+    };
     Ok(Json(AddressRecords {
         address: address.as_str().to_owned(),
         records: records.iter().map(Record::from).collect(),
         default: default_word(&state).to_owned(),
+        erased,
     }))
+}
+
+fn erasure(state: &ApiState) -> Result<&crate::consent::Erasure, ApiError> {
+    state.erasure.as_deref().ok_or_else(|| {
+        ApiError::Unprocessable("erasure needs [consent] erasure_key in the daemon's config".into())
+    })
+}
+
+/// Erases an address (GDPR art. 17) and keeps it suppressed: its records, history and
+/// token subjects are deleted, and an opt-out stays under a keyed pseudonym, so mail to
+/// it is still refused and a later import of `y` does not bring consent back.
+#[utoipa::path(
+    delete,
+    path = "/v1/consent/{address}",
+    tag = "consent",
+    params(("address" = String, Path, description = "An email address")),
+    request_body(content = ErasureRequest, description = "Optional"),
+    responses(
+        (status = 200, body = ErasureResult),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "Not an address, or no erasure key"),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn erase(
+    Writer(state, caller): Writer,
+    Path(text): Path<String>,
+    body: Bytes,
+) -> Result<Json<ErasureResult>, ApiError> {
+    let request = erasure_request(&body)?;
+    let address = address(&state, &text)?;
+    let erased = crate::erase::erase(
+        state.store.as_ref(),
+        erasure(&state)?,
+        &address,
+        &evidence(&request.evidence, &caller),
+    )
+    .await?;
+    info!(
+        token = caller.name,
+        history_deleted = erased.history_deleted,
+        "address erased through the API"
+    );
+    Ok(Json(ErasureResult {
+        address: address.as_str().to_owned(),
+        history_deleted: erased.history_deleted,
+        kept_as: erased.pseudonym.as_str().to_owned(),
+    }))
+}
+
+/// Lifts an erasure: mail to the address follows its records again.
+#[utoipa::path(
+    post,
+    path = "/v1/consent/{address}/lift-erasure",
+    tag = "consent",
+    params(("address" = String, Path, description = "An email address")),
+    request_body(content = ErasureRequest, description = "Optional"),
+    responses(
+        (status = 200, description = "Lifted"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "The address is not erased"),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn lift_erasure(
+    Writer(state, caller): Writer,
+    Path(text): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = erasure_request(&body)?;
+    let address = address(&state, &text)?;
+    let lifted = crate::erase::lift(
+        state.store.as_ref(),
+        erasure(&state)?,
+        &address,
+        Source::Api,
+        &evidence(&request.evidence, &caller),
+    )
+    .await?;
+    if !lifted {
+        return Err(ApiError::NotFound(format!("{address} is not erased")));
+    }
+    info!(%address, token = caller.name, "erasure lifted through the API");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// An optional JSON body.
+fn erasure_request(body: &[u8]) -> Result<ErasureRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ErasureRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// Records a value for an address; durable before the answer.
@@ -375,7 +479,13 @@ pub async fn decision(
     };
     let decision = state
         .consent
-        .decide_for(&state.addresses, &address, &list, lookup)
+        .decide_for(
+            &state.addresses,
+            state.erasure.as_deref(),
+            &address,
+            &list,
+            lookup,
+        )
         .await?;
     let (allowed, reason, opted_out) = match decision {
         Decision::Block(BlockReason::OptedOut { scope, value }) => (
@@ -575,12 +685,18 @@ pub async fn import(
         .map_err(|e| ApiError::BadRequest(format!("the file could not be read: {e}")))?
         .map_err(|e| ApiError::BadRequest(crate::error_chain(&e)))?;
     let notes = table.notes.clone();
-    let tally = import::apply(table, request, &state.addresses, state.store.as_ref())
-        .await
-        .map_err(|e| match e {
-            import::ApplyError::ValueForExport => ApiError::BadRequest(e.to_string()),
-            import::ApplyError::Store(e) => ApiError::Store(e),
-        })?;
+    let tally = import::apply(
+        table,
+        request,
+        &state.addresses,
+        state.erasure.as_deref(),
+        state.store.as_ref(),
+    )
+    .await
+    .map_err(|e| match e {
+        import::ApplyError::ValueForExport => ApiError::BadRequest(e.to_string()),
+        import::ApplyError::Store(e) => ApiError::Store(e),
+    })?;
     info!(
         token = caller.name,
         changed = tally.changed,
@@ -597,6 +713,7 @@ pub async fn import(
             .into_iter()
             .map(|(line, error)| BadRow { line, error })
             .collect(),
+        erased: tally.erased,
         notes,
     }))
 }

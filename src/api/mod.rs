@@ -11,7 +11,8 @@
 //! `docs/openapi.json` is that document, and a test checks that the daemon serves it
 //! unchanged.
 //!
-//! Routes (under `/v1`): `GET|PUT /consent/{address}`, `GET /consent/{address}/history`,
+//! Routes (under `/v1`): `GET|PUT|DELETE /consent/{address}` (`DELETE` erases),
+//! `POST /consent/{address}/lift-erasure`, `GET /consent/{address}/history`,
 //! `GET /consent` (every record, a page at a time), `GET /export` (CSV, streamed),
 //! `POST /import` (CSV), `GET /decision`, `GET /changes` (the change feed, from a
 //! cursor), `GET /openapi.json`.
@@ -45,6 +46,7 @@ pub struct ApiState {
     pub store: Arc<dyn ConsentStore>,
     pub addresses: AddressPolicy,
     pub consent: ConsentPolicy,
+    pub erasure: Option<Arc<crate::consent::Erasure>>,
 }
 
 impl ApiState {
@@ -53,6 +55,7 @@ impl ApiState {
     pub fn new(
         config: &Config,
         store: Arc<dyn ConsentStore>,
+        erasure: Option<Arc<crate::consent::Erasure>>,
     ) -> Result<Option<Self>, TokenFileError> {
         let Some(api) = &config.api else {
             return Ok(None);
@@ -63,6 +66,7 @@ impl ApiState {
             store,
             addresses: config.addresses.clone(),
             consent: config.consent,
+            erasure,
         }))
     }
 }
@@ -123,7 +127,12 @@ impl utoipa::Modify for BearerAuth {
 /// The routes and the document that describes them, from one list.
 fn parts(max_import_bytes: usize) -> (Router<Arc<ApiFront>>, utoipa::openapi::OpenApi) {
     let timed = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(handlers::get_consent, handlers::set_consent))
+        .routes(routes!(
+            handlers::get_consent,
+            handlers::set_consent,
+            handlers::erase
+        ))
+        .routes(routes!(handlers::lift_erasure))
         .routes(routes!(handlers::history))
         .routes(routes!(handlers::list))
         .routes(routes!(handlers::decision))

@@ -90,6 +90,27 @@ pub struct AddressRecords {
     pub records: Vec<Record>,
     /// What applies where no record decides: `y` (mail is allowed) or `n` (opt-in only).
     pub default: String,
+    /// The address was erased: mail to it is refused whatever its records say.
+    pub erased: bool,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureResult {
+    pub address: String,
+    /// History entries deleted.
+    pub history_deleted: u64,
+    /// The pseudonym that keeps the opt-out (it names no one without the erasure key).
+    pub kept_as: String,
+}
+
+/// Why an address is erased or its erasure lifted.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// Who asked, and how it was verified.
+    #[serde(default)]
+    pub evidence: String,
 }
 
 /// A change to record.
@@ -220,6 +241,9 @@ pub struct ImportResult {
     pub skipped: usize,
     /// Rows that could not be used; the others were imported.
     pub bad: Vec<BadRow>,
+    /// Rows whose address is erased: recorded, and still refused until the erasure is
+    /// lifted.
+    pub erased: usize,
     /// How the file was read (encoding, columns).
     pub notes: Vec<String>,
 }

@@ -2,7 +2,7 @@
 //! so that a mistake shows up here and not at the next restart. Beyond the file's own
 //! validation: the token key files (present, mode, length; a missing first key is fine
 //! when `generate_missing_key` is on, and is not created here), the TLS certificate and
-//! key, the admin API's token files, the webhooks' secrets, and the store (a supported URL; for SQLite, naming
+//! key, the admin API's token files, the webhooks' secrets, the erasure key, and the store (a supported URL; for SQLite, naming
 //! a file that exists).
 
 use super::CliError;
@@ -40,6 +40,11 @@ pub fn run(config: &Config) -> Result<(), CliError> {
         if let Err(e) = web::tls(a.tls.as_ref()) {
             problems.push(format!("api.tls_cert / api.tls_key: {e}"));
         }
+    }
+    if let Some(path) = &config.erasure_key
+        && let Err(e) = crate::token::keys::read_key(path)
+    {
+        problems.push(format!("consent.erasure_key: {e}"));
     }
     for w in &config.webhooks {
         if let Err(e) = crate::webhooks::Secret::load(&w.secret_file) {

@@ -52,6 +52,14 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
         }
         ConsentCommand::Get { address } => {
             let address = normalize(&address)?;
+            if let Some(erasure) = crate::daemon::load_erasure(config)?
+                && crate::erase::is_erased(store, &erasure, &address).await?
+            {
+                writeln!(
+                    out,
+                    "{address}: erased; mail to it is refused (lift with `consent erase --lift`)"
+                )?;
+            }
             let records = store.records(&address).await?;
             if records.is_empty() {
                 writeln!(
@@ -97,6 +105,38 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
             scope,
             evidence,
         } => import(config, store, &file, value, scope, evidence).await?,
+        ConsentCommand::Erase {
+            address,
+            lift,
+            evidence,
+        } => {
+            let erasure = crate::daemon::load_erasure(config)?.ok_or_else(|| {
+                CliError::Usage(
+                    "erasure needs [consent] erasure_key: a key file of its own (make one with `optout-milter token keygen FILE`); never change it once addresses are erased".into(),
+                )
+            })?;
+            let address = normalize(&address)?;
+            if lift {
+                let lifted =
+                    crate::erase::lift(store, &erasure, &address, Source::Cli, &evidence).await?;
+                if !lifted {
+                    return Err(CliError::Usage(format!(
+                        "{address} is not erased; nothing to lift"
+                    )));
+                }
+                writeln!(
+                    out,
+                    "erasure lifted: {address}: mail to it follows its records again"
+                )?;
+            } else {
+                let erased = crate::erase::erase(store, &erasure, &address, &evidence).await?;
+                writeln!(
+                    out,
+                    "erased: {address}: {} history entries deleted; mail to it stays refused (kept as {})",
+                    erased.history_deleted, erased.pseudonym
+                )?;
+            }
+        }
         ConsentCommand::Export => {
             let mut csv = csv::Writer::from_writer(out);
             csv.write_record(import::EXPORT_COLUMNS)?;
@@ -150,7 +190,8 @@ async fn import(
     for note in &table.notes {
         eprintln!("{}: {note}", path.display());
     }
-    let tally = import::apply(table, request, &config.addresses, store)
+    let erasure = crate::daemon::load_erasure(config)?;
+    let tally = import::apply(table, request, &config.addresses, erasure.as_deref(), store)
         .await
         .map_err(|e| match e {
             import::ApplyError::ValueForExport => CliError::Usage(format!(
@@ -161,6 +202,13 @@ async fn import(
         })?;
     for (line, error) in &tally.bad {
         eprintln!("{}:{line}: {error}", path.display());
+    }
+    if tally.erased > 0 {
+        eprintln!(
+            "{}: {} rows are erased addresses: recorded, and mail to them stays refused until `consent erase --lift`",
+            path.display(),
+            tally.erased
+        );
     }
     println!(
         "{}: {} changed, {} unchanged, {} skipped by status, {} bad",

@@ -154,6 +154,18 @@ pub enum ConsentCommand {
     List,
     /// Show the audit trail of an address.
     History { address: String },
+    /// Erase an address (GDPR art. 17) and keep it suppressed: its records, history and
+    /// token subjects are deleted, and an opt-out stays under a keyed pseudonym, so mail
+    /// to it is still refused. Needs `[consent] erasure_key`.
+    Erase {
+        address: String,
+        /// Lift an earlier erasure instead: mail to the address follows its records again.
+        #[arg(long)]
+        lift: bool,
+        /// Who asked and how it was verified; kept with the pseudonym.
+        #[arg(long, default_value = "")]
+        evidence: String,
+    },
     /// Import addresses from a file (one per line, an ESP's CSV export, or the output of
     /// `consent export`, which comes back whole); `-` reads standard input.
     Import {

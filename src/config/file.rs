@@ -197,12 +197,16 @@ impl Default for StoreSection {
 pub struct ConsentSection {
     /// Consent assumed for an address with no deciding record: `y` or `n` (opt-in only).
     pub default: String,
+    /// The key of erased addresses' pseudonyms (32 or more bytes, owner-only); without
+    /// it, `consent erase` is refused.
+    pub erasure_key: Option<String>,
 }
 
 impl Default for ConsentSection {
     fn default() -> Self {
         Self {
             default: "y".into(),
+            erasure_key: None,
         }
     }
 }

@@ -153,6 +153,8 @@ pub struct Config {
     pub milter: MilterConfig,
     pub store_url: String,
     pub consent: ConsentPolicy,
+    /// The erasure key's file (`[consent] erasure_key`); `None`: no erasure.
+    pub erasure_key: Option<PathBuf>,
     pub addresses: AddressPolicy,
     pub classifier: Classifier,
     /// `None`: no unsubscribe headers are added.
@@ -446,6 +448,7 @@ impl Config {
             },
             store_url: file.store.url,
             consent: ConsentPolicy { default },
+            erasure_key: file.consent.erasure_key.as_ref().map(PathBuf::from),
             addresses: AddressPolicy {
                 local_part_case_sensitive: file.addresses.local_part_case_sensitive,
                 subaddress_separator,

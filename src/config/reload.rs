@@ -50,6 +50,9 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
     new.metrics = old.metrics;
     restart("[[webhooks]]", old.webhooks != new.webhooks);
     new.webhooks = old.webhooks.clone();
+    // A new erasure key would lift every erasure at once: only ever at a restart.
+    restart("consent.erasure_key", old.erasure_key != new.erasure_key);
+    new.erasure_key = old.erasure_key.clone();
 
     // Whole sections that appear or vanish change which servers run.
     for (key, differs) in [

@@ -9,7 +9,7 @@
 //! An opt-out always wins over an opt-in at another scope: a person who said no to all
 //! marketing is not mailed because an old import said yes to one list.
 
-use super::{Address, AddressPolicy, ConsentValue, Scope, value::Effect};
+use super::{Address, AddressPolicy, ConsentValue, Erasure, Scope, value::Effect};
 use std::future::Future;
 
 /// The default from config for addresses with no deciding record.
@@ -45,12 +45,14 @@ pub enum Decision {
 
 impl ConsentPolicy {
     /// Decides for a message of `list` to `address`, with `values` asked for the records
-    /// of the address and then of each of its aliases ([`Address::aliases`]: the MTA may
-    /// deliver to either): the first that does not allow decides. The milter and the
-    /// admin API's decision call both decide here, so they cannot disagree.
+    /// of the address, then of each of its aliases ([`Address::aliases`]: the MTA may
+    /// deliver to either), then of their erasure pseudonyms when there is an erasure key:
+    /// the first that does not allow decides. The milter and the admin API's decision
+    /// call both decide here, so they cannot disagree.
     pub async fn decide_for<E, Fut>(
         &self,
         addresses: &AddressPolicy,
+        erasure: Option<&Erasure>,
         address: &Address,
         list: &Scope,
         mut values: impl FnMut(Address) -> Fut,
@@ -58,7 +60,14 @@ impl ConsentPolicy {
     where
         Fut: Future<Output = Result<Vec<(Scope, ConsentValue)>, E>>,
     {
-        let candidates = std::iter::once(address.clone()).chain(address.aliases(addresses));
+        let mut candidates: Vec<Address> = std::iter::once(address.clone())
+            .chain(address.aliases(addresses))
+            .collect();
+        if let Some(erasure) = erasure {
+            let pseudonyms: Vec<Address> =
+                candidates.iter().map(|a| erasure.pseudonym(a)).collect();
+            candidates.extend(pseudonyms);
+        }
         for candidate in candidates {
             let found = values(candidate).await?;
             let decision = self.decide(list, found.iter().map(|(scope, value)| (scope, *value)));

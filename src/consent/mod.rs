@@ -8,10 +8,12 @@
 
 pub mod address;
 pub mod decision;
+pub mod erasure;
 pub mod record;
 pub mod value;
 
 pub use address::{Address, AddressError, AddressPolicy, without_source_route};
 pub use decision::{BlockReason, ConsentPolicy, Decision, DefaultConsent};
+pub use erasure::Erasure;
 pub use record::{Change, Channel, ConsentRecord, HistoryEntry, Scope, ScopeError, Source};
 pub use value::{ConsentValue, Effect};

@@ -108,10 +108,12 @@ pub enum Source {
     Web,
     /// A mailbox provider's feedback-loop report that the person marked a message as spam.
     Complaint,
+    /// `consent erase`: the address was erased, and its pseudonym keeps the opt-out.
+    Erasure,
 }
 
 impl Source {
-    pub const ALL: [Source; 8] = [
+    pub const ALL: [Source; 9] = [
         Self::OneClick,
         Self::Mailto,
         Self::Api,
@@ -120,6 +122,7 @@ impl Source {
         Self::SmsKeyword,
         Self::Web,
         Self::Complaint,
+        Self::Erasure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +135,7 @@ impl Source {
             Self::SmsKeyword => "sms-keyword",
             Self::Web => "web",
             Self::Complaint => "complaint",
+            Self::Erasure => "erasure",
         }
     }
 }

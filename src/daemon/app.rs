@@ -73,8 +73,9 @@ impl App {
             )))),
             _ => None,
         };
-        let api =
-            ApiState::new(&config, store.clone())?.map(|state| Arc::new(ApiFront::new(state)));
+        let erasure = load_erasure(&config)?;
+        let api = ApiState::new(&config, store.clone(), erasure.clone())?
+            .map(|state| Arc::new(ApiFront::new(state)));
         let api_tls = match &config.api {
             Some(api) => web::tls(api.tls.as_ref()).map_err(DaemonError::Tls)?,
             None => None,
@@ -84,6 +85,7 @@ impl App {
             store.clone(),
             unsubscribe,
             intake.clone(),
+            erasure.clone(),
         )));
         let webhooks = crate::webhooks::prepare(store.as_ref(), &config.webhooks).await?;
         Ok(Self {
@@ -153,7 +155,9 @@ impl App {
         let new = Config::load(&self.config.path, &self.overrides)?;
         let (new, changes) = reload::reconcile(&self.config, new);
         let unsubscribe = load_unsubscribe(&new)?;
-        let api = ApiState::new(&new, self.store.clone())?;
+        // The erasure key never changes at a reload (see config::reload): the running one.
+        let erasure = self.milter.load().erasure.clone();
+        let api = ApiState::new(&new, self.store.clone(), erasure.clone())?;
         let new = Arc::new(new);
         let intake = match (&self.intake, &new.intake, &unsubscribe) {
             (Some(shared), Some(config), Some(u)) => {
@@ -178,6 +182,7 @@ impl App {
             self.store.clone(),
             unsubscribe,
             intake,
+            erasure,
         )));
         for warning in new.warnings() {
             warn!(config = %new.path.display(), "{warning}");
@@ -185,6 +190,20 @@ impl App {
         self.config = new;
         Ok(changes)
     }
+}
+
+/// The erasure key of `config`, loaded, when configured.
+pub fn load_erasure(
+    config: &Config,
+) -> Result<Option<Arc<crate::consent::Erasure>>, crate::token::KeyError> {
+    config
+        .erasure_key
+        .as_deref()
+        .map(|path| {
+            crate::token::keys::read_key(path)
+                .map(|key| Arc::new(crate::consent::Erasure::new(key)))
+        })
+        .transpose()
 }
 
 /// The token keys of `config`, loaded (and the first created, if the config says so).

@@ -10,7 +10,7 @@
 mod app;
 mod listeners;
 
-pub use app::App;
+pub use app::{App, load_erasure};
 pub use listeners::Listeners;
 
 use crate::{

@@ -7,7 +7,7 @@
 
 use super::{Item, Purpose, Table};
 use crate::{
-    consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
+    consent::{AddressPolicy, Change, Channel, ConsentValue, Erasure, Scope, Source},
     store::{Recorded, Records, StoreError},
 };
 use std::time::SystemTime;
@@ -45,6 +45,8 @@ pub struct Tally {
     pub skipped: usize,
     /// Rows that could not be used: line number and why.
     pub bad: Vec<(u64, String)>,
+    /// Rows whose address is erased (their value is recorded; mail stays refused).
+    pub erased: usize,
     /// Rows read.
     pub total: usize,
 }
@@ -76,6 +78,7 @@ pub async fn apply(
     table: Table,
     request: Request,
     addresses: &AddressPolicy,
+    erasure: Option<&Erasure>,
     store: &dyn Records,
 ) -> Result<Tally, ApplyError> {
     if table.exported && (request.value.is_some() || request.scope.is_some()) {
@@ -112,7 +115,14 @@ pub async fn apply(
             Item::Skipped(_) => Ok(None),
         });
         match change {
-            Ok(Some(change)) => batch.push(change),
+            Ok(Some(change)) => {
+                if let Some(erasure) = erasure
+                    && crate::erase::is_erased(store, erasure, &change.address).await?
+                {
+                    tally.erased += 1;
+                }
+                batch.push(change);
+            }
             Ok(None) => tally.skipped += 1,
             Err(error) => tally.bad.push((line, error)),
         }

@@ -28,6 +28,8 @@ pub struct Milter {
     pub unsubscribe: Option<Arc<Unsubscribe>>,
     /// Set when the milter takes unsubscribe mails itself (`[intake] milter = true`).
     pub intake: Option<Arc<Intake>>,
+    /// The erasure key, when configured: erased addresses stay refused.
+    pub erasure: Option<Arc<crate::consent::Erasure>>,
 }
 
 impl Milter {
@@ -38,12 +40,14 @@ impl Milter {
         store: Arc<dyn ConsentStore>,
         unsubscribe: Option<Arc<Unsubscribe>>,
         intake: Option<Arc<Intake>>,
+        erasure: Option<Arc<crate::consent::Erasure>>,
     ) -> Self {
         Self {
             config,
             store,
             unsubscribe,
             intake: intake.filter(|intake| intake.config.milter),
+            erasure,
         }
     }
 }

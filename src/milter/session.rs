@@ -511,7 +511,13 @@ async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Deci
     };
     config
         .consent
-        .decide_for(&config.addresses, address, list, lookup)
+        .decide_for(
+            &config.addresses,
+            milter.erasure.as_deref(),
+            address,
+            list,
+            lookup,
+        )
         .await
 }
 

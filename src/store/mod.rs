@@ -89,6 +89,11 @@ pub trait Records: Send + Sync {
     /// Whom a subject id stands for, if it exists.
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>>;
 
+    /// Erases `address`: deletes its records, its history and its token subjects, and
+    /// records `suppression` (its pseudonym's opt-out, see [`crate::consent::erasure`]),
+    /// in one durable transaction. Returns how many history rows were deleted.
+    fn erase<'a>(&'a self, address: &'a Address, suppression: &'a Change) -> StoreFuture<'a, u64>;
+
     /// Up to `limit` record keys with their values in key order, after `after`: cheaper
     /// than [`page`] when only the values are needed.
     ///

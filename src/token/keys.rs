@@ -89,7 +89,9 @@ impl Keyring {
     }
 }
 
-fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
+/// The secret in the key file at `path`: present, owner-only, at least 32 bytes. Also the
+/// erasure key's reader ([`crate::consent::Erasure`]).
+pub fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     let read_error = |source| KeyError::Read {
         path: path.to_owned(),
         source,

@@ -34,6 +34,18 @@ pub fn write_tokens(dir: &Path) {
     }
 }
 
+/// The `[consent]` section that names the erasure key [`write_erasure_key`] writes.
+pub const ERASURE: &str = "\n[consent]\nerasure_key = \"@DIR@/erasure.key\"\n";
+
+/// Writes an erasure key (32 bytes, owner-only) into `dir`.
+pub fn write_erasure_key(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("erasure.key");
+    std::fs::write(&path, [42u8; 32]).expect("write the erasure key");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the erasure key");
+}
+
 /// A response, whole.
 #[derive(Debug)]
 pub struct Response {

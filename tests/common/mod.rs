@@ -75,6 +75,7 @@ pub async fn start_with(
         + &extra.replace("@DIR@", &dir.path().to_string_lossy());
     api::write_tokens(dir.path());
     webhook::write_secret(dir.path());
+    api::write_erasure_key(dir.path());
     // In a file, as `serve` reads it, so that a reload can read it again.
     let path = dir.path().join("optout-milter.toml");
     std::fs::write(&path, text).expect("write the test config");

@@ -304,6 +304,31 @@ impl Records for IndexedStore {
         })
     }
 
+    fn erase<'a>(&'a self, address: &'a Address, suppression: &'a Change) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            // The address's keys leave this index with it (as "nothing recorded"); other
+            // nodes' indexes keep them until they restart, which matters only once the
+            // erasure is lifted: the pseudonym's opt-out refuses the address meanwhile.
+            let keys = self.inner.records(address).await?;
+            let removed = self.inner.erase(address, suppression).await?;
+            self.set(
+                keys.iter()
+                    .map(|r| (address.as_str(), r.channel, &r.scope, ConsentValue::Unknown))
+                    .chain(std::iter::once((
+                        suppression.address.as_str(),
+                        suppression.channel,
+                        &suppression.scope,
+                        suppression.value,
+                    ))),
+            );
+            self.subjects
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            Ok(removed)
+        })
+    }
+
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         self.inner.subject(id)
     }

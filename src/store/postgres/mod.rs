@@ -209,6 +209,22 @@ impl Records for PostgresStore {
         })
     }
 
+    fn erase<'a>(&'a self, address: &'a Address, suppression: &'a Change) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            // Not through the batching writer: rare, and its own transaction. The
+            // suppression first, so that its key lock comes before any write gives the
+            // transaction its id (see writer::key_locks).
+            let mut tx = self.pool.begin().await?;
+            writer::record(&mut tx, std::slice::from_ref(suppression)).await?;
+            let removed: i64 = sqlx::query_scalar("SELECT optout_erase($1)")
+                .bind(address.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(u64::try_from(removed).unwrap_or(0))
+        })
+    }
+
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         Box::pin(async move {
             let Ok(id) = i64::try_from(id) else {

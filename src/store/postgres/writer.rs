@@ -180,7 +180,10 @@ async fn commit(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError>
 /// history rows of one key follow the order of their commits), decides in memory which
 /// change alters a value, then writes the new current values and the history rows in one
 /// statement.
-async fn record(conn: &mut PgConnection, changes: &[Change]) -> Result<Vec<Recorded>, StoreError> {
+pub(super) async fn record(
+    conn: &mut PgConnection,
+    changes: &[Change],
+) -> Result<Vec<Recorded>, StoreError> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }

@@ -200,6 +200,14 @@ impl Records for SqliteStore {
         })
     }
 
+    fn erase<'a>(&'a self, address: &'a Address, suppression: &'a Change) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.writer
+                .erase(address.clone(), suppression.clone())
+                .await
+        })
+    }
+
     fn subject(&self, id: u64) -> StoreFuture<'_, Option<(Address, Scope)>> {
         Box::pin(async move {
             let Ok(id) = i64::try_from(id) else {

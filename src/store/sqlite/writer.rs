@@ -36,12 +36,15 @@ enum Job {
         oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     ),
     Subject(Address, Scope, oneshot::Sender<Result<i64, StoreError>>),
+    /// An address to erase, and the pseudonym's opt-out that replaces it.
+    Erase(Address, Change, oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// What a job produced, before it is known whether the batch commits.
 enum Outcome {
     Record(Vec<Recorded>),
     Subject(i64),
+    Erased(u64),
 }
 
 /// The handle callers write through.
@@ -75,6 +78,13 @@ impl Writer {
     pub async fn subject(&self, address: Address, scope: Scope) -> Result<i64, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Subject(address, scope, reply)).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Deletes every row that names `address` and records `suppression`, together.
+    pub async fn erase(&self, address: Address, suppression: Change) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Erase(address, suppression, reply)).await?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -168,6 +178,10 @@ fn answer(job: Job, result: Result<Outcome, StoreError>) {
     match job {
         Job::Record(_, reply) => drop(reply.send(result.and_then(Outcome::into_record))),
         Job::Subject(_, _, reply) => drop(reply.send(result.and_then(Outcome::into_subject))),
+        Job::Erase(_, _, reply) => drop(reply.send(result.and_then(|o| match o {
+            Outcome::Erased(n) => Ok(n),
+            _ => Err(mismatch()),
+        }))),
     }
 }
 
@@ -175,14 +189,14 @@ impl Outcome {
     fn into_record(self) -> Result<Vec<Recorded>, StoreError> {
         match self {
             Outcome::Record(recorded) => Ok(recorded),
-            Outcome::Subject(_) => Err(mismatch()),
+            _ => Err(mismatch()),
         }
     }
 
     fn into_subject(self) -> Result<i64, StoreError> {
         match self {
             Outcome::Subject(id) => Ok(id),
-            Outcome::Record(_) => Err(mismatch()),
+            _ => Err(mismatch()),
         }
     }
 }
@@ -202,10 +216,41 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Outcome
             Job::Subject(address, scope, _) => {
                 Outcome::Subject(subject(&mut tx, address, scope).await?)
             }
+            Job::Erase(address, suppression, _) => {
+                let removed = erase(&mut tx, address).await?;
+                record(&mut tx, std::slice::from_ref(suppression)).await?;
+                Outcome::Erased(removed)
+            }
         });
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Deletes every row that names `address`: its records, its history (allowed only while
+/// the address is in `erasing`, see migrations/sqlite/0004_erasure.sql) and its token
+/// subjects. Returns how many history rows went.
+async fn erase(conn: &mut SqliteConnection, address: &Address) -> Result<u64, StoreError> {
+    sqlx::query("INSERT OR IGNORE INTO erasing (address) VALUES (?)")
+        .bind(address.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let removed = sqlx::query("DELETE FROM consent_history WHERE address = ?")
+        .bind(address.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    for sql in [
+        "DELETE FROM consent WHERE address = ?",
+        "DELETE FROM token_subject WHERE address = ?",
+        "DELETE FROM erasing WHERE address = ?",
+    ] {
+        sqlx::query(sql)
+            .bind(address.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(removed)
 }
 
 async fn record(
