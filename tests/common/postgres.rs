@@ -79,8 +79,13 @@ impl TestDb {
     }
 }
 
+/// One `DROP DATABASE` at a time: two at once wait for each other's ProcSignalBarrier on
+/// PostgreSQL 15 (both sessions show that wait) for about a minute.
+static DROPPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        let _one = DROPPING.lock().unwrap_or_else(|e| e.into_inner());
         let (admin, name) = (self.admin.clone(), self.name.clone());
         // Dropping runs inside the test's runtime: do it on a thread with its own.
         let _ = std::thread::spawn(move || {
