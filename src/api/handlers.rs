@@ -13,8 +13,8 @@ use super::{
 use crate::{
     config::ApiRights,
     consent::{
-        Address, BlockReason, Change, Channel, ConsentValue, Decision, DefaultConsent, Effect,
-        Scope, Source,
+        Address, BlockReason, Change, Channel, ConsentRecord, ConsentValue, Decision,
+        DefaultConsent, Effect, Scope, Source,
     },
     import,
     store::{FeedPosition, RecordKey, Recorded, StoreError},
@@ -340,21 +340,30 @@ pub async fn set_consent(
         evidence: evidence(&body.evidence, &caller),
     };
     let outcome = state.store.record(std::slice::from_ref(&change)).await?;
-    let outcome = match outcome.first() {
-        Some(Recorded::Changed) => "changed",
-        _ => "unchanged",
-    };
+    let changed = outcome.first() == Some(&Recorded::Changed);
+    let outcome = if changed { "changed" } else { "unchanged" };
     info!(address = %change.address, scope = %change.scope, value = %change.value, token = caller.name, outcome, "consent set through the API");
-    let records = state.store.records(&change.address).await?;
-    let record = records
-        .iter()
-        .find(|r| r.channel == change.channel && r.scope == change.scope)
-        .map(Record::from)
-        .ok_or_else(|| {
-            ApiError::Store(StoreError::Corrupt(
-                "a recorded value is missing from the current state".into(),
-            ))
-        })?;
+    // What was written, as written; an unchanged value keeps the record it had, read
+    // back (a failure to read it then is a 503 that changed nothing).
+    let written = ConsentRecord {
+        address: change.address.clone(),
+        channel: change.channel,
+        scope: change.scope.clone(),
+        value: change.value,
+        source: change.source,
+        updated_at: change.at,
+        evidence: change.evidence.clone(),
+    };
+    let record = match changed {
+        true => Record::from(&written),
+        false => state
+            .store
+            .records(&change.address)
+            .await?
+            .iter()
+            .find(|r| r.channel == change.channel && r.scope == change.scope)
+            .map_or_else(|| Record::from(&written), Record::from),
+    };
     Ok(Json(SetResult {
         outcome: outcome.to_owned(),
         record,
