@@ -250,7 +250,7 @@ async fn bad_input_is_refused_with_a_reason_and_records_nothing() {
             "/v1/consent/ann@example.org",
             json!({"value": "n", "channel": "sms"}),
             422,
-            "phone numbers",
+            "not a phone number",
         ),
         (
             "PUT",
@@ -739,5 +739,107 @@ async fn without_an_erasure_key_erasing_is_refused_and_changes_nothing() {
     .await
     .json();
     assert_eq!(history["entries"].as_array().unwrap().len(), 1);
+    milter.stop().await;
+}
+
+/// Issue 15, item 1: phone numbers on channel `sms`, in E.164 whatever the spelling, through
+/// the API and its decision call.
+#[tokio::test]
+async fn phone_numbers_are_keys_on_channel_sms() {
+    let extra = format!("{}\n[sms]\ndefault_region = \"FR\"\n", api::CONFIG);
+    let milter = common::start("", &extra).await;
+    let addr = milter.api.unwrap();
+    let set = request(
+        addr,
+        "PUT",
+        "/v1/consent/06%2012%2034%2056%2078",
+        Some(WRITE),
+        json(&json!({"channel": "sms", "value": "n", "evidence": "STOP"})),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(set.json()["record"]["address"], "+33612345678");
+    assert_eq!(set.json()["record"]["channel"], "sms");
+    // Any spelling of the number finds the record; the decision is per channel.
+    let records = request(
+        addr,
+        "GET",
+        "/v1/consent/%2B33%206%2012%2034%2056%2078",
+        Some(READ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(records["records"][0]["value"], "n");
+    let sms = request(
+        addr,
+        "GET",
+        "/v1/decision?channel=sms&address=0033612345678",
+        Some(READ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        (sms["allowed"].clone(), sms["reason"].clone()),
+        (json!(false), json!("opted-out"))
+    );
+    assert_eq!(sms["address"], "+33612345678");
+    let other = request(
+        addr,
+        "GET",
+        "/v1/decision?channel=sms&address=%2B14155552671",
+        Some(READ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(other["allowed"], true);
+    for (path, says) in [
+        (
+            "/v1/decision?channel=sms&address=STOP",
+            "not a phone number",
+        ),
+        (
+            "/v1/decision?channel=sms&address=06%2012",
+            "not a valid phone number",
+        ),
+    ] {
+        let response = request(addr, "GET", path, Some(READ), None).await;
+        assert_eq!(response.status, 422, "{path}");
+        assert!(
+            response.json()["error"].as_str().unwrap().contains(says),
+            "{path}"
+        );
+    }
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_default_region_national_numbers_are_refused() {
+    let (milter, addr) = start().await;
+    let response = request(
+        addr,
+        "PUT",
+        "/v1/consent/0612345678",
+        Some(WRITE),
+        json(&json!({"channel": "sms", "value": "n"})),
+    )
+    .await;
+    assert_eq!(response.status, 422);
+    assert!(
+        response.text().contains("default_region"),
+        "{}",
+        response.text()
+    );
+    let international = request(
+        addr,
+        "PUT",
+        "/v1/consent/+33612345678",
+        Some(WRITE),
+        json(&json!({"channel": "sms", "value": "n"})),
+    )
+    .await;
+    assert_eq!(international.status, 200, "{}", international.text());
     milter.stop().await;
 }

@@ -725,3 +725,69 @@ fn check_config_finds_what_serve_would_refuse() {
     assert!(!tls.ok);
     assert!(tls.stderr.contains("web.tls_cert"), "{}", tls.stderr);
 }
+
+/// Issue 15, item 1: `consent set --channel sms` keys a phone number in E.164; national
+/// numbers need `[sms] default_region`; what is not a number is refused with a reason.
+#[test]
+fn phone_numbers_are_recorded_on_channel_sms_in_e164() {
+    let (dir, config) = setup();
+    let set = cli(
+        &config,
+        &[
+            "consent",
+            "set",
+            "+33 6 12 34 56 78",
+            "--channel",
+            "sms",
+            "--value",
+            "n",
+        ],
+    );
+    assert!(set.ok, "{}", set.stderr);
+    assert!(
+        set.stdout.contains("+33612345678 sms * n"),
+        "{}",
+        set.stdout
+    );
+    let national = cli(
+        &config,
+        &[
+            "consent",
+            "set",
+            "06 12 34 56 78",
+            "--channel",
+            "sms",
+            "--value",
+            "y",
+        ],
+    );
+    assert!(!national.ok);
+    assert!(
+        national.stderr.contains("default_region"),
+        "{}",
+        national.stderr
+    );
+    // With the region configured, the national spelling is the same number.
+    let text = fs::read_to_string(&config).unwrap() + "[sms]\ndefault_region = \"FR\"\n";
+    fs::write(&config, text).unwrap();
+    let get = cli(&config, &["consent", "get", "06.12.34.56.78"]);
+    assert!(get.ok, "{}", get.stderr);
+    assert!(
+        get.stdout.starts_with("+33612345678\tsms\t*\tn\t"),
+        "{}",
+        get.stdout
+    );
+    let bad = cli(
+        &config,
+        &["consent", "set", "STOP", "--channel", "sms", "--value", "n"],
+    );
+    assert!(!bad.ok);
+    assert!(bad.stderr.contains("not a phone number"), "{}", bad.stderr);
+    let history = cli(&config, &["consent", "history", "0033612345678"]);
+    assert!(
+        history.stdout.contains("+33612345678\tsms"),
+        "{}",
+        history.stdout
+    );
+    drop(dir);
+}

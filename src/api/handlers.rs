@@ -145,15 +145,20 @@ fn address(state: &ApiState, text: &str) -> Result<Address, ApiError> {
         .map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-/// Email only, until phone numbers are: the milter enforces email consent.
 fn channel(text: &str) -> Result<Channel, ApiError> {
-    match text.parse::<Channel>().map_err(ApiError::BadRequest)? {
-        Channel::Email => Ok(Channel::Email),
-        Channel::Sms => Err(ApiError::Unprocessable(
-            "channel sms: phone numbers are not accepted yet; only email consent is enforced"
-                .into(),
-        )),
-    }
+    text.parse::<Channel>().map_err(ApiError::BadRequest)
+}
+
+/// The key of `text` on `channel`: an email address, or a phone number for `sms`.
+fn key(state: &ApiState, channel: Channel, text: &str) -> Result<Address, ApiError> {
+    crate::consent::key(channel, text, &state.addresses, &state.phones)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+/// Whoever `text` names: an email address, or a phone number.
+fn any_key(state: &ApiState, text: &str) -> Result<Address, ApiError> {
+    crate::consent::any_key(text, &state.addresses, &state.phones)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 fn scope(text: &str) -> Result<Scope, ApiError> {
@@ -187,7 +192,7 @@ fn default_word(state: &ApiState) -> &'static str {
     get,
     path = "/v1/consent/{address}",
     tag = "consent",
-    params(("address" = String, Path, description = "An email address, in any spelling the MTA accepts")),
+    params(("address" = String, Path, description = "An email address, in any spelling the MTA accepts, or a phone number")),
     responses(
         (status = 200, body = AddressRecords),
         (status = 401, body = ErrorBody),
@@ -199,7 +204,7 @@ pub async fn get_consent(
     Reader(state): Reader,
     Path(text): Path<String>,
 ) -> Result<Json<AddressRecords>, ApiError> {
-    let address = address(&state, &text)?;
+    let address = any_key(&state, &text)?;
     let records = state.store.records(&address).await?;
     let erased = match &state.erasure {
         Some(erasure) => crate::erase::is_erased(state.store.as_ref(), erasure, &address).await?,
@@ -330,9 +335,10 @@ pub async fn set_consent(
     body: Result<Json<SetConsent>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<SetResult>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let channel = channel(&body.channel)?;
     let change = Change {
-        address: address(&state, &text)?,
-        channel: channel(&body.channel)?,
+        address: key(&state, channel, &text)?,
+        channel,
         scope: scope(&body.scope)?,
         value: value(&body.value)?,
         source: Source::Api,
@@ -395,7 +401,7 @@ pub async fn history(
     Reader(state): Reader,
     Path(text): Path<String>,
 ) -> Result<Json<History>, ApiError> {
-    let address = address(&state, &text)?;
+    let address = any_key(&state, &text)?;
     let entries = state.store.history(&address).await?;
     Ok(Json(History {
         address: address.as_str().to_owned(),
@@ -480,7 +486,7 @@ pub async fn decision(
 ) -> Result<Json<DecisionResult>, ApiError> {
     let channel = channel(query.channel.as_deref().unwrap_or("email"))?;
     let list = scope(query.list.as_deref().unwrap_or("*"))?;
-    let address = address(&state, &query.address)?;
+    let address = key(&state, channel, &query.address)?;
     let store = &state.store;
     let lookup = |candidate: Address| {
         let list = &list;

@@ -45,6 +45,7 @@ pub struct ApiState {
     pub tokens: Tokens,
     pub store: Arc<dyn ConsentStore>,
     pub addresses: AddressPolicy,
+    pub phones: crate::consent::PhonePolicy,
     pub consent: ConsentPolicy,
     pub erasure: Option<Arc<crate::consent::Erasure>>,
 }
@@ -65,6 +66,7 @@ impl ApiState {
             config: api.clone(),
             store,
             addresses: config.addresses.clone(),
+            phones: config.phones,
             consent: config.consent,
             erasure,
         }))

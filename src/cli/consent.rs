@@ -19,7 +19,7 @@ const PAGE: u32 = 10_000;
 pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliError> {
     let store = store::open(&config.store_url).await?;
     let store = store.as_ref();
-    let normalize = |a: &str| config.addresses.normalize(a);
+    let normalize = |a: &str| crate::consent::any_key(a, &config.addresses, &config.phones);
     let mut out = io::stdout().lock();
     match command {
         ConsentCommand::Set {
@@ -29,9 +29,9 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
             channel,
             evidence,
         } => {
-            let channel = email_only(&channel)?;
+            let channel = channel.parse::<Channel>().map_err(CliError::Usage)?;
             let change = Change {
-                address: normalize(&address)?,
+                address: crate::consent::key(channel, &address, &config.addresses, &config.phones)?,
                 channel,
                 scope,
                 value,
@@ -115,7 +115,8 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
                     "erasure needs [consent] erasure_key: a key file of its own (make one with `optout-milter token keygen FILE`); never change it once addresses are erased".into(),
                 )
             })?;
-            let address = normalize(&address)?;
+            // Email only: an erasure's pseudonym suppresses email.
+            let address = config.addresses.normalize(&address)?;
             if lift {
                 let lifted =
                     crate::erase::lift(store, &erasure, &address, Source::Cli, &evidence).await?;
@@ -247,16 +248,6 @@ async fn for_each_record(
             }
             _ => return Ok(()),
         }
-    }
-}
-
-fn email_only(channel: &str) -> Result<Channel, CliError> {
-    match channel.parse::<Channel>().map_err(CliError::Usage)? {
-        Channel::Email => Ok(Channel::Email),
-        Channel::Sms => Err(CliError::Usage(
-            "--channel sms: phone numbers are not accepted yet; only email consent is enforced"
-                .into(),
-        )),
     }
 }
 

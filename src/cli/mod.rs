@@ -134,6 +134,7 @@ pub enum TokenCommand {
 pub enum ConsentCommand {
     /// Record a consent value for an address.
     Set {
+        /// An email address, or a phone number with `--channel sms`.
         address: String,
         /// y, n, p, u, dy, dn, LI, CT, CP, VI or PI.
         #[arg(long)]
@@ -141,7 +142,8 @@ pub enum ConsentCommand {
         /// A list id, or * for all marketing.
         #[arg(long, default_value = "*")]
         scope: Scope,
-        /// Only email is enforced by the milter today.
+        /// email, or sms (the address is then a phone number: +CC…, or national with
+        /// [sms] default_region). The milter enforces email.
         #[arg(long, default_value = "email")]
         channel: String,
         /// Why: a ticket number, who asked, how it was verified.
@@ -194,6 +196,8 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("invalid address")]
     Address(#[from] AddressError),
+    #[error("invalid address or phone number")]
+    Identity(#[from] crate::consent::KeyError),
     #[error("cannot import {path}")]
     Import {
         path: PathBuf,

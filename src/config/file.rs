@@ -20,6 +20,16 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsSection>,
     pub api: Option<ApiSection>,
     pub webhooks: Vec<WebhookEntry>,
+    pub sms: Option<SmsSection>,
+}
+
+/// `[sms]`: consent for text messages, keyed by phone number.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSection {
+    /// The region (ISO 3166 code such as `FR` or `US`) of numbers written without a
+    /// country code; without it they are refused.
+    pub default_region: Option<String>,
 }
 
 /// `[[webhooks]]`: a URL every change of consent is delivered to.

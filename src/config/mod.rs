@@ -155,6 +155,8 @@ pub struct Config {
     pub consent: ConsentPolicy,
     /// The erasure key's file (`[consent] erasure_key`); `None`: no erasure.
     pub erasure_key: Option<PathBuf>,
+    /// How phone numbers (channel `sms`) are read.
+    pub phones: crate::consent::PhonePolicy,
     pub addresses: AddressPolicy,
     pub classifier: Classifier,
     /// `None`: no unsubscribe headers are added.
@@ -432,6 +434,15 @@ impl Config {
             .map(|a| sections::api(a, &invalid))
             .transpose()?;
         let webhooks = sections::webhooks(&file.webhooks, &invalid)?;
+        let default_region = match file.sms.as_ref().and_then(|s| s.default_region.as_deref()) {
+            None => None,
+            Some(code) => Some(crate::consent::PhonePolicy::region(code).ok_or_else(|| {
+                invalid(
+                    "sms.default_region",
+                    &sections::expected(code, "a region code such as FR, US or GB"),
+                )
+            })?),
+        };
         Ok(Self {
             api,
             webhooks,
@@ -449,6 +460,7 @@ impl Config {
             store_url: file.store.url,
             consent: ConsentPolicy { default },
             erasure_key: file.consent.erasure_key.as_ref().map(PathBuf::from),
+            phones: crate::consent::PhonePolicy { default_region },
             addresses: AddressPolicy {
                 local_part_case_sensitive: file.addresses.local_part_case_sensitive,
                 subaddress_separator,
@@ -557,6 +569,20 @@ mod tests {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_sms_region_is_a_region_code() {
+        let c = parse("[sms]\ndefault_region = \"fr\"\n").unwrap();
+        assert_eq!(
+            c.phones.normalize("06 12 34 56 78").unwrap().as_str(),
+            "+33612345678"
+        );
+        let e = parse("[sms]\ndefault_region = \"France\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sms.default_region"), "{e}");
+        assert!(parse("").unwrap().phones.default_region.is_none());
     }
 
     #[test]
