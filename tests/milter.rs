@@ -495,3 +495,40 @@ async fn a_store_slower_than_the_timeout_gives_temporary_failures() {
     conn.close().await.unwrap();
     milter.stop().await;
 }
+
+/// Issue 15, item 3: mail to an email-to-SMS gateway (`[sms] gateway_domains`) is a text
+/// message to the number in its local part, refused when that number opted out of SMS.
+#[tokio::test]
+async fn mail_to_an_sms_gateway_is_refused_when_the_number_opted_out_of_sms() {
+    let milter = start("", "[sms]\ngateway_domains = [\"sms.example.net\"]\n").await;
+    let stop = Change {
+        address: Address::from_stored("+33612345678".to_owned()),
+        channel: Channel::Sms,
+        scope: Scope::All,
+        value: No,
+        source: optout_milter::consent::Source::SmsKeyword,
+        at: std::time::SystemTime::now(),
+        evidence: "STOP".into(),
+    };
+    milter.milter.store.record(&[stop]).await.unwrap();
+    let mut conn = open(milter.addr, SMTP_CLIENT).await;
+    conn.mail(["<news@example.com>"]).await.unwrap();
+    for rcpt in [
+        "<33612345678@sms.example.net>",
+        "<+33612345678@SMS.example.net>",
+    ] {
+        let text = reject_text(&conn.rcpt([rcpt]).await.unwrap());
+        assert!(text.starts_with("550 5.7.1 "), "{rcpt}: {text}");
+    }
+    // Another number, the same number at a domain that is no gateway, and a mailbox of
+    // the gateway that is no number all go on.
+    for rcpt in [
+        "<33698765432@sms.example.net>",
+        "<33612345678@example.net>",
+        "<postmaster@sms.example.net>",
+    ] {
+        assert_eq!(conn.rcpt([rcpt]).await.unwrap(), Status::Continue, "{rcpt}");
+    }
+    conn.close().await.unwrap();
+    milter.stop().await;
+}

@@ -488,9 +488,13 @@ pub async fn decision(
     let list = scope(query.list.as_deref().unwrap_or("*"))?;
     let address = key(&state, channel, &query.address)?;
     let store = &state.store;
-    let lookup = |candidate: Address| {
+    let lookup = |candidate: Address, channel: Channel| {
         let list = &list;
         async move { store.scoped_values(&candidate, channel, list).await }
+    };
+    let sms = match channel {
+        Channel::Email => state.phones.gateway_number(&address),
+        Channel::Sms => None,
     };
     let decision = state
         .consent
@@ -498,6 +502,8 @@ pub async fn decision(
             &state.addresses,
             state.erasure.as_deref(),
             &address,
+            channel,
+            sms,
             &list,
             lookup,
         )

@@ -66,7 +66,7 @@ impl ApiState {
             config: api.clone(),
             store,
             addresses: config.addresses.clone(),
-            phones: config.phones,
+            phones: config.phones.clone(),
             consent: config.consent,
             erasure,
         }))

@@ -30,6 +30,10 @@ pub struct SmsSection {
     /// The region (ISO 3166 code such as `FR` or `US`) of numbers written without a
     /// country code; without it they are refused.
     pub default_region: Option<String>,
+    /// Email-to-SMS gateway domains: mail to `NUMBER@domain` is a text message to NUMBER,
+    /// refused like an opted-out address when the number opted out of SMS.
+    #[serde(default)]
+    pub gateway_domains: Vec<String>,
 }
 
 /// `[[webhooks]]`: a URL every change of consent is delivered to.

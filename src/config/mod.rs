@@ -434,6 +434,24 @@ impl Config {
             .map(|a| sections::api(a, &invalid))
             .transpose()?;
         let webhooks = sections::webhooks(&file.webhooks, &invalid)?;
+        let gateway_domains = file
+            .sms
+            .as_ref()
+            .map_or(&[][..], |s| &s.gateway_domains[..])
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                idna::domain_to_ascii(d.trim())
+                    .ok()
+                    .filter(|d| d.contains('.'))
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("sms.gateway_domains[{i}]"),
+                            &sections::expected(d, "a domain name such as sms.example.com"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let default_region = match file.sms.as_ref().and_then(|s| s.default_region.as_deref()) {
             None => None,
             Some(code) => Some(crate::consent::PhonePolicy::region(code).ok_or_else(|| {
@@ -460,7 +478,10 @@ impl Config {
             store_url: file.store.url,
             consent: ConsentPolicy { default },
             erasure_key: file.consent.erasure_key.as_ref().map(PathBuf::from),
-            phones: crate::consent::PhonePolicy { default_region },
+            phones: crate::consent::PhonePolicy {
+                default_region,
+                gateway_domains,
+            },
             addresses: AddressPolicy {
                 local_part_case_sensitive: file.addresses.local_part_case_sensitive,
                 subaddress_separator,

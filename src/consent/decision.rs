@@ -9,7 +9,7 @@
 //! An opt-out always wins over an opt-in at another scope: a person who said no to all
 //! marketing is not mailed because an old import said yes to one list.
 
-use super::{Address, AddressPolicy, ConsentValue, Erasure, Scope, value::Effect};
+use super::{Address, AddressPolicy, Channel, ConsentValue, Erasure, Scope, value::Effect};
 use std::future::Future;
 
 /// The default from config for addresses with no deciding record.
@@ -44,18 +44,22 @@ pub enum Decision {
 }
 
 impl ConsentPolicy {
-    /// Decides for a message of `list` to `address`, with `values` asked for the records
-    /// of the address, then of each of its aliases ([`Address::aliases`]: the MTA may
-    /// deliver to either), then of their erasure pseudonyms when there is an erasure key:
-    /// the first that does not allow decides. The milter and the admin API's decision
-    /// call both decide here, so they cannot disagree.
+    /// Decides for a message of `list` to `address` on `channel`, with `values` asked for
+    /// the records of the address, then of each of its aliases ([`Address::aliases`]: the
+    /// MTA may deliver to either), then of their erasure pseudonyms when there is an
+    /// erasure key, then (for an email-to-SMS gateway address) of the phone number `sms`
+    /// on channel `sms`: the first that does not allow decides. The milter and the admin
+    /// API's decision call both decide here, so they cannot disagree.
+    #[allow(clippy::too_many_arguments)]
     pub async fn decide_for<E, Fut>(
         &self,
         addresses: &AddressPolicy,
         erasure: Option<&Erasure>,
         address: &Address,
+        channel: Channel,
+        sms: Option<Address>,
         list: &Scope,
-        mut values: impl FnMut(Address) -> Fut,
+        mut values: impl FnMut(Address, Channel) -> Fut,
     ) -> Result<Decision, E>
     where
         Fut: Future<Output = Result<Vec<(Scope, ConsentValue)>, E>>,
@@ -68,8 +72,12 @@ impl ConsentPolicy {
                 candidates.iter().map(|a| erasure.pseudonym(a)).collect();
             candidates.extend(pseudonyms);
         }
-        for candidate in candidates {
-            let found = values(candidate).await?;
+        let candidates = candidates
+            .into_iter()
+            .map(|a| (a, channel))
+            .chain(sms.map(|number| (number, Channel::Sms)));
+        for (candidate, channel) in candidates {
+            let found = values(candidate, channel).await?;
             let decision = self.decide(list, found.iter().map(|(scope, value)| (scope, *value)));
             if decision != Decision::Allow {
                 return Ok(decision);

@@ -9,11 +9,13 @@
 use super::Address;
 use std::str::FromStr;
 
-/// How national numbers are read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How national numbers are read, and which mail domains are email-to-SMS gateways.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PhonePolicy {
     /// The region of numbers written without a country code, e.g. `FR`.
     pub default_region: Option<phonenumber::country::Id>,
+    /// Domains whose mailboxes are phone numbers (`NUMBER@gateway`), in lower case.
+    pub gateway_domains: Vec<String>,
 }
 
 /// Text that is not a phone number this product can key consent by.
@@ -56,6 +58,25 @@ impl PhonePolicy {
     }
 }
 
+impl PhonePolicy {
+    /// The phone number an email-to-SMS gateway address stands for: its local part, with
+    /// or without `+` (a gateway's numbers are international), or national with the
+    /// default region. `None` for other domains, and for local parts that are no number.
+    pub fn gateway_number(&self, address: &Address) -> Option<Address> {
+        if !self.gateway_domains.iter().any(|d| d == address.domain()) {
+            return None;
+        }
+        let local = address.local_part();
+        let international = match local.starts_with('+') {
+            true => local.to_owned(),
+            false => format!("+{local}"),
+        };
+        self.normalize(&international)
+            .or_else(|_| self.normalize(local))
+            .ok()
+    }
+}
+
 /// Whether a stored key is a phone number (E.164) rather than an email address.
 pub fn is_phone_number(key: &str) -> bool {
     key.starts_with('+') && key.len() > 1 && key[1..].bytes().all(|b| b.is_ascii_digit())
@@ -68,6 +89,7 @@ mod tests {
     fn france() -> PhonePolicy {
         PhonePolicy {
             default_region: PhonePolicy::region("fr"),
+            gateway_domains: vec!["sms.example.net".into()],
         }
     }
 
@@ -118,6 +140,28 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, PhoneError::NoRegion(_)), "{error}");
         assert!(error.to_string().contains("default_region"));
+    }
+
+    #[test]
+    fn gateway_addresses_name_their_number() {
+        let policy = france();
+        let number = |text: &str| {
+            let address = crate::consent::AddressPolicy::default()
+                .normalize(text)
+                .unwrap();
+            policy
+                .gateway_number(&address)
+                .map(|a| a.as_str().to_owned())
+        };
+        for text in [
+            "33612345678@sms.example.net",
+            "+33612345678@SMS.Example.NET",
+            "0612345678@sms.example.net",
+        ] {
+            assert_eq!(number(text).as_deref(), Some("+33612345678"), "{text}");
+        }
+        assert_eq!(number("33612345678@example.net"), None);
+        assert_eq!(number("ann@sms.example.net"), None);
     }
 
     #[test]

@@ -497,10 +497,10 @@ const UNCHECKABLE: &str = "recipient address cannot be checked for opt-out";
 async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Decision, LookupError> {
     let config = &milter.config;
     let timeout = config.milter.store_timeout;
-    let lookup = |candidate: Address| async move {
+    let lookup = |candidate: Address, channel: Channel| async move {
         tokio::time::timeout(
             timeout,
-            milter.store.scoped_values(&candidate, Channel::Email, list),
+            milter.store.scoped_values(&candidate, channel, list),
         )
         .await
         .map_err(|_| LookupError::Timeout)?
@@ -515,6 +515,8 @@ async fn decide(milter: &Milter, address: &Address, list: &Scope) -> Result<Deci
             &config.addresses,
             milter.erasure.as_deref(),
             address,
+            Channel::Email,
+            config.phones.gateway_number(address),
             list,
             lookup,
         )
