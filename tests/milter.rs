@@ -399,6 +399,14 @@ impl Records for Slow {
         self.0.record(changes)
     }
 
+    fn record_once<'a>(
+        &'a self,
+        id: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<Vec<Recorded>>> {
+        self.0.record_once(id, changes)
+    }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         self.0.records(address)
     }

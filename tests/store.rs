@@ -79,6 +79,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    an_inbound_message_is_applied_once_however_often_it_comes,
     erasure_deletes_the_address_everywhere_and_keeps_its_suppression,
     concurrent_writes_are_all_kept_and_answered_individually,
     concurrent_subject_ids_for_one_pair_agree,
@@ -141,6 +142,54 @@ async fn concurrent_writes_are_all_kept_and_answered_individually(db: Db) {
             ConsentValue::No
         );
     }
+}
+
+/// Issue 15: an SMS provider sends a message again until it gets a 200. STOP, START, then
+/// STOP's late retry must leave the number subscribed, and retries racing each other (on
+/// one node or two) must record the change once.
+async fn an_inbound_message_is_applied_once_however_often_it_comes(db: Db) {
+    let url = db.url().to_owned();
+    let (a, b) = (
+        store::open_or_create(&url).await.unwrap(),
+        store::open(&url).await.unwrap(),
+    );
+    let stop = [change(1, ConsentValue::No)];
+    let start = [change(1, ConsentValue::Yes)];
+    assert_eq!(
+        a.record_once("twilio:SM1", &stop).await.unwrap(),
+        Some(vec![Recorded::Changed])
+    );
+    assert_eq!(
+        a.record_once("twilio:SM2", &start).await.unwrap(),
+        Some(vec![Recorded::Changed])
+    );
+    for store in [&a, &b] {
+        assert_eq!(store.record_once("twilio:SM1", &stop).await.unwrap(), None);
+    }
+    let address = stop[0].address.clone();
+    assert_eq!(a.records(&address).await.unwrap()[0].value, ConsentValue::Yes);
+    assert_eq!(a.history(&address).await.unwrap().len(), 2);
+    // The same id under another provider's prefix is another message.
+    assert!(a.record_once("vonage:SM1", &stop).await.unwrap().is_some());
+
+    // Twenty retries of one new message at once, half on each node: one applies it.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move {
+                store
+                    .record_once("twilio:SM3", &[change(1, ConsentValue::Yes)])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        applied += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(a.history(&address).await.unwrap().len(), 4);
 }
 
 async fn concurrent_subject_ids_for_one_pair_agree(db: Db) {
@@ -664,6 +713,14 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         .normalize("r1@example.org")
         .unwrap();
     assert_eq!(store.history(&address).await.unwrap().len(), 2);
+    assert!(
+        store
+            .record_once("sms:roles", &[change(2, ConsentValue::No)])
+            .await
+            .unwrap()
+            .is_some(),
+        "the node's role records an inbound message's changes and its id"
+    );
     let id = store.subject_id(&address, &Scope::All).await.unwrap();
     assert_eq!(
         store.subject(id).await.unwrap(),
@@ -674,7 +731,7 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (changes, _) = store.changes_since(start, 10).await.unwrap();
-        if changes.len() == 2 {
+        if changes.len() == 3 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{changes:?}");
@@ -692,6 +749,7 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         "TRUNCATE consent_history",
         "DELETE FROM token_subject",
         "DELETE FROM erasing",
+        "DELETE FROM applied_message",
         "DROP TABLE consent",
         "ALTER TABLE consent_history DISABLE TRIGGER ALL",
         "CREATE TABLE intruder (x int)",

@@ -69,6 +69,18 @@ pub trait Records: Send + Sync {
     /// history. A change to the value already recorded writes nothing.
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>>;
 
+    /// Applies `changes` like [`record`] unless the inbound message `id` (an SMS
+    /// provider's message id, with the provider's prefix) was applied before: then nothing
+    /// is written and the answer is `None`. The id is kept in the same transaction as the
+    /// changes, so a provider's retry never records twice, whenever it comes.
+    ///
+    /// [`record`]: Records::record
+    fn record_once<'a>(
+        &'a self,
+        id: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<Vec<Recorded>>>;
+
     /// Every current record of `address`, on all channels and scopes.
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>>;
 

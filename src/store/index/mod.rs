@@ -236,30 +236,54 @@ impl Lookups for IndexedStore {
     }
 }
 
+impl IndexedStore {
+    /// Counts what a write did and puts its values in the index.
+    fn wrote(&self, changes: &[Change], recorded: &[Recorded], started: std::time::Instant) {
+        let metrics = crate::metrics::get();
+        metrics
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (change, outcome) in changes.iter().zip(recorded) {
+            if *outcome == Recorded::Changed && change.value.effect() == Effect::Blocks {
+                let source = crate::metrics::SourceLabels {
+                    source: change.source.as_str(),
+                };
+                metrics.opt_outs.get_or_create(&source).inc();
+            }
+        }
+        self.set(
+            changes
+                .iter()
+                .map(|c| (c.address.as_str(), c.channel, &c.scope, c.value)),
+        );
+    }
+}
+
 impl Records for IndexedStore {
     fn record<'a>(&'a self, changes: &'a [Change]) -> StoreFuture<'a, Vec<Recorded>> {
         Box::pin(async move {
-            let metrics = crate::metrics::get();
             let started = std::time::Instant::now();
             let recorded = self.inner.record(changes).await.inspect_err(|_| {
-                metrics.store_errors.inc();
+                crate::metrics::get().store_errors.inc();
             })?;
-            metrics
-                .store_write_seconds
-                .observe(started.elapsed().as_secs_f64());
-            for (change, outcome) in changes.iter().zip(&recorded) {
-                if *outcome == Recorded::Changed && change.value.effect() == Effect::Blocks {
-                    let source = crate::metrics::SourceLabels {
-                        source: change.source.as_str(),
-                    };
-                    metrics.opt_outs.get_or_create(&source).inc();
-                }
+            self.wrote(changes, &recorded, started);
+            Ok(recorded)
+        })
+    }
+
+    fn record_once<'a>(
+        &'a self,
+        id: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<Vec<Recorded>>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let recorded = self.inner.record_once(id, changes).await.inspect_err(|_| {
+                crate::metrics::get().store_errors.inc();
+            })?;
+            if let Some(recorded) = &recorded {
+                self.wrote(changes, recorded, started);
             }
-            self.set(
-                changes
-                    .iter()
-                    .map(|c| (c.address.as_str(), c.channel, &c.scope, c.value)),
-            );
             Ok(recorded)
         })
     }

@@ -143,6 +143,47 @@ impl Records for PostgresStore {
         Box::pin(self.writer.record(changes.to_vec()))
     }
 
+    fn record_once<'a>(
+        &'a self,
+        id: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<Vec<Recorded>>> {
+        Box::pin(async move {
+            // Not through the batching writer: inbound messages are few, and their own
+            // transaction keeps the order the key locks need (see writer::key_locks): the
+            // id is looked up (a read gives no transaction id), the changes are written
+            // (key locks first), and only then is the id inserted. A concurrent retry of
+            // the same message waits on the key locks, then finds the id and writes
+            // nothing.
+            let mut tx = self.pool.begin().await?;
+            let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM applied_message WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if seen.is_some() {
+                return Ok(None);
+            }
+            let recorded = writer::record(&mut tx, changes).await?;
+            let new = sqlx::query(
+                "INSERT INTO applied_message (id, applied_at) VALUES ($1, $2)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(to_millis(std::time::SystemTime::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !new {
+                // Applied meanwhile by another node: this one's writes are undone.
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok(Some(recorded))
+        })
+    }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         Box::pin(async move {
             let sql = format!(

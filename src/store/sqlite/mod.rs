@@ -135,6 +135,14 @@ impl Records for SqliteStore {
         Box::pin(self.writer.record(changes.to_vec()))
     }
 
+    fn record_once<'a>(
+        &'a self,
+        id: &'a str,
+        changes: &'a [Change],
+    ) -> StoreFuture<'a, Option<Vec<Recorded>>> {
+        Box::pin(self.writer.record_once(id.to_owned(), changes.to_vec()))
+    }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         Box::pin(async move {
             let sql = format!(

@@ -35,6 +35,12 @@ enum Job {
         Vec<Change>,
         oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     ),
+    /// Changes caused by an inbound message, applied only if its id is new.
+    Once(
+        String,
+        Vec<Change>,
+        oneshot::Sender<Result<Option<Vec<Recorded>>, StoreError>>,
+    ),
     Subject(Address, Scope, oneshot::Sender<Result<i64, StoreError>>),
     /// An address to erase, and the pseudonym's opt-out that replaces it.
     Erase(Address, Change, oneshot::Sender<Result<u64, StoreError>>),
@@ -43,6 +49,7 @@ enum Job {
 /// What a job produced, before it is known whether the batch commits.
 enum Outcome {
     Record(Vec<Recorded>),
+    Once(Option<Vec<Recorded>>),
     Subject(i64),
     Erased(u64),
 }
@@ -71,6 +78,17 @@ impl Writer {
     pub async fn record(&self, changes: Vec<Change>) -> Result<Vec<Recorded>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Record(changes, reply)).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Applies `changes` unless the message `id` was applied before (`None`).
+    pub async fn record_once(
+        &self,
+        id: String,
+        changes: Vec<Change>,
+    ) -> Result<Option<Vec<Recorded>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Once(id, changes, reply)).await?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -177,6 +195,10 @@ fn answer(job: Job, result: Result<Outcome, StoreError>) {
     // itself has been committed or not, as the result says.
     match job {
         Job::Record(_, reply) => drop(reply.send(result.and_then(Outcome::into_record))),
+        Job::Once(_, _, reply) => drop(reply.send(result.and_then(|o| match o {
+            Outcome::Once(recorded) => Ok(recorded),
+            _ => Err(mismatch()),
+        }))),
         Job::Subject(_, _, reply) => drop(reply.send(result.and_then(Outcome::into_subject))),
         Job::Erase(_, _, reply) => drop(reply.send(result.and_then(|o| match o {
             Outcome::Erased(n) => Ok(n),
@@ -213,6 +235,22 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Outcome
     for job in jobs {
         outcomes.push(match job {
             Job::Record(changes, _) => Outcome::Record(record(&mut tx, changes).await?),
+            Job::Once(id, changes, _) => {
+                let new = sqlx::query(
+                    "INSERT INTO applied_message (id, applied_at) VALUES (?, ?)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(to_millis(SystemTime::now()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                Outcome::Once(match new {
+                    true => Some(record(&mut tx, changes).await?),
+                    false => None,
+                })
+            }
             Job::Subject(address, scope, _) => {
                 Outcome::Subject(subject(&mut tx, address, scope).await?)
             }
