@@ -29,6 +29,7 @@
 //!   [`unsubscribe`]: minting and honouring tokens against the store.
 //! - [`import`]: reading address lists and ESP exports, and writing what they ask;
 //!   [`erase`]: erasing an address while keeping its suppression.
+//! - [`sms`]: SMS keywords (STOP, START, HELP) from SMS providers, and what each records.
 //! - [`socket`]: socket specifications as Postfix and Sendmail write them; [`identity`]:
 //!   which file is at a path (the store's, a socket's).
 
@@ -46,6 +47,7 @@ pub mod intake;
 pub mod lmtp;
 pub mod metrics;
 pub mod milter;
+pub mod sms;
 pub mod socket;
 pub mod store;
 pub mod token;

@@ -167,7 +167,10 @@ async fn an_inbound_message_is_applied_once_however_often_it_comes(db: Db) {
         assert_eq!(store.record_once("twilio:SM1", &stop).await.unwrap(), None);
     }
     let address = stop[0].address.clone();
-    assert_eq!(a.records(&address).await.unwrap()[0].value, ConsentValue::Yes);
+    assert_eq!(
+        a.records(&address).await.unwrap()[0].value,
+        ConsentValue::Yes
+    );
     assert_eq!(a.history(&address).await.unwrap().len(), 2);
     // The same id under another provider's prefix is another message.
     assert!(a.record_once("vonage:SM1", &stop).await.unwrap().is_some());

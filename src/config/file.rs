@@ -34,6 +34,59 @@ pub struct SmsSection {
     /// refused like an opted-out address when the number opted out of SMS.
     #[serde(default)]
     pub gateway_domains: Vec<String>,
+    /// The language of answers to keywords several languages share, such as STOP.
+    #[serde(default = "sms_language")]
+    pub language: String,
+    /// The sender's numbers and short codes, each with the list id a STOP to it leaves;
+    /// a number not listed is a list of its own (its digits).
+    #[serde(default)]
+    pub numbers: BTreeMap<String, String>,
+    /// Keywords by language and kind (`opt_out`, `opt_out_all`, `opt_in`, `help`); a
+    /// list given replaces that kind's defaults (English and French are built in).
+    #[serde(default)]
+    pub keywords: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Answers by language and kind; `{sender}` is `[web] sender_name`.
+    #[serde(default)]
+    pub replies: BTreeMap<String, BTreeMap<String, String>>,
+    /// Inbound messages from Twilio.
+    pub twilio: Option<TwilioSection>,
+    /// Inbound messages from Vonage's Messages API.
+    pub vonage: Option<VonageSection>,
+    /// Inbound messages from any gateway, as JSON behind a shared secret.
+    pub generic: Option<GenericSmsSection>,
+}
+
+fn sms_language() -> String {
+    "en".into()
+}
+
+/// `[sms.twilio]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSection {
+    /// A file holding the account's auth token (it signs every request).
+    pub auth_token_file: String,
+    /// The URL of `/sms/twilio` exactly as written in Twilio's console: the signature
+    /// covers it.
+    pub url: String,
+}
+
+/// `[sms.vonage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageSection {
+    /// A file holding the account's signature secret (it signs every request's JWT).
+    pub signature_secret_file: String,
+    /// The account's API key: when set, JWTs issued for another account are refused.
+    pub api_key: Option<String>,
+}
+
+/// `[sms.generic]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSmsSection {
+    /// A file holding the shared secret, sent as `Authorization: Bearer SECRET`.
+    pub secret_file: String,
 }
 
 /// `[[webhooks]]`: a URL every change of consent is delivered to.

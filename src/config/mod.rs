@@ -5,6 +5,7 @@
 mod file;
 pub mod reload;
 mod sections;
+mod sms;
 
 use crate::{
     classify::{Classifier, SenderPattern, SenderRule},
@@ -16,6 +17,7 @@ use crate::{
 };
 use file::ConfigFile;
 use sections::{expected, intake, unsubscribe, web};
+pub use sms::{SmsConfig, TwilioConfig, VonageConfig};
 use std::{
     fmt, fs,
     path::{Path, PathBuf},
@@ -170,6 +172,8 @@ pub struct Config {
     /// `None`: no admin API.
     pub api: Option<ApiConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    /// `None`: no SMS provider posts keywords here.
+    pub sms: Option<SmsConfig>,
 }
 
 /// Values from the command line that take precedence over the file.
@@ -461,10 +465,27 @@ impl Config {
                 )
             })?),
         };
+        let phones = crate::consent::PhonePolicy {
+            default_region,
+            gateway_domains,
+        };
+        let sms = file
+            .sms
+            .as_ref()
+            .map(|s| sms::sms(s, &phones, &invalid))
+            .transpose()?
+            .flatten();
+        if sms.is_some() && web.is_none() {
+            return Err(invalid(
+                "sms",
+                &"has providers but there is no [web] section: the web front receives their messages",
+            ));
+        }
         Ok(Self {
             api,
             webhooks,
             metrics,
+            sms,
             path: path.to_owned(),
             milter: MilterConfig {
                 socket,
@@ -478,10 +499,7 @@ impl Config {
             store_url: file.store.url,
             consent: ConsentPolicy { default },
             erasure_key: file.consent.erasure_key.as_ref().map(PathBuf::from),
-            phones: crate::consent::PhonePolicy {
-                default_region,
-                gateway_domains,
-            },
+            phones,
             addresses: AddressPolicy {
                 local_part_case_sensitive: file.addresses.local_part_case_sensitive,
                 subaddress_separator,

@@ -149,7 +149,7 @@ pub fn reconcile(old: &Config, mut new: Config) -> (Config, Changes) {
             format!("{:?}", old.intake) != format!("{:?}", new.intake),
         ),
         ("[api]", old.api != new.api),
-        ("[sms]", old.phones != new.phones),
+        ("[sms]", old.phones != new.phones || old.sms != new.sms),
     ] {
         if differs {
             changes.applied.push(section);

@@ -66,14 +66,19 @@ impl PhonePolicy {
         if !self.gateway_domains.iter().any(|d| d == address.domain()) {
             return None;
         }
-        let local = address.local_part();
-        let international = match local.starts_with('+') {
-            true => local.to_owned(),
-            false => format!("+{local}"),
+        self.normalize_sender(address.local_part()).ok()
+    }
+
+    /// A number as gateways and SMS providers write it: international, with or without
+    /// its `+` (`447700900001`), or else national in the default region.
+    pub fn normalize_sender(&self, text: &str) -> Result<Address, PhoneError> {
+        let text = text.trim();
+        let international = match text.starts_with('+') {
+            true => text.to_owned(),
+            false => format!("+{text}"),
         };
         self.normalize(&international)
-            .or_else(|_| self.normalize(local))
-            .ok()
+            .or_else(|_| self.normalize(text))
     }
 }
 

@@ -156,10 +156,11 @@ impl Records for PostgresStore {
             // the same message waits on the key locks, then finds the id and writes
             // nothing.
             let mut tx = self.pool.begin().await?;
-            let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM applied_message WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let seen: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM applied_message WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if seen.is_some() {
                 return Ok(None);
             }
