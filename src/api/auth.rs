@@ -123,14 +123,7 @@ fn read(spec: &ApiTokenSpec) -> Result<String, TokenFileError> {
     Ok(token.to_owned())
 }
 
-/// The token of an `Authorization: Bearer …` header value.
-pub fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
+pub use crate::web::bearer;
 
 #[cfg(test)]
 mod tests {
@@ -197,12 +190,4 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn bearer_headers() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("Bearer"), None);
-    }
 }

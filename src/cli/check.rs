@@ -2,7 +2,8 @@
 //! so that a mistake shows up here and not at the next restart. Beyond the file's own
 //! validation: the token key files (present, mode, length; a missing first key is fine
 //! when `generate_missing_key` is on, and is not created here), the TLS certificate and
-//! key, the admin API's token files, the webhooks' secrets, the erasure key, and the store (a supported URL; for SQLite, naming
+//! key, the admin API's token files, the webhooks' secrets, the SMS providers'
+//! credentials, the erasure key, and the store (a supported URL; for SQLite, naming
 //! a file that exists).
 
 use super::CliError;
@@ -45,6 +46,9 @@ pub fn run(config: &Config) -> Result<(), CliError> {
         && let Err(e) = crate::token::keys::read_key(path)
     {
         problems.push(format!("consent.erasure_key: {e}"));
+    }
+    if let Err(e) = web::sms::SmsFront::load(config) {
+        problems.push(format!("sms: {e}"));
     }
     for w in &config.webhooks {
         if let Err(e) = crate::webhooks::Secret::load(&w.secret_file) {

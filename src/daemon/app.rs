@@ -65,11 +65,13 @@ impl App {
             ))),
             _ => None,
         };
+        let sms = web::sms::SmsFront::load(&config)?;
         let web = match (&config.web, &unsubscribe) {
             (Some(web), Some(unsubscribe)) => Some(Arc::new(WebFront::new(WebState::new(
                 web.clone(),
                 store.clone(),
                 unsubscribe.clone(),
+                sms,
             )))),
             _ => None,
         };
@@ -158,6 +160,7 @@ impl App {
         // The erasure key never changes at a reload (see config::reload): the running one.
         let erasure = self.milter.load().erasure.clone();
         let api = ApiState::new(&new, self.store.clone(), erasure.clone())?;
+        let sms = web::sms::SmsFront::load(&new)?;
         let new = Arc::new(new);
         let intake = match (&self.intake, &new.intake, &unsubscribe) {
             (Some(shared), Some(config), Some(u)) => {
@@ -172,7 +175,7 @@ impl App {
             _ => None,
         };
         if let (Some(front), Some(web), Some(u)) = (&self.web, &new.web, &unsubscribe) {
-            front.reload(web.clone(), u.clone());
+            front.reload(web.clone(), u.clone(), sms);
         }
         if let (Some(front), Some(state)) = (&self.api, api) {
             front.reload(state);

@@ -44,6 +44,8 @@ pub enum DaemonError {
     ApiToken(#[from] crate::api::TokenFileError),
     #[error(transparent)]
     Webhook(#[from] crate::webhooks::WebhookError),
+    #[error(transparent)]
+    SmsCredential(#[from] crate::web::sms::credentials::CredentialError),
     #[error("the admin API stopped")]
     Api(#[source] io::Error),
     #[error("cannot install signal handlers")]

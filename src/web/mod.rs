@@ -9,12 +9,14 @@
 //! - `POST /u/{token}/undo`: subscribe again, within the undo window, with a token that
 //!   has not expired.
 //! - `GET /healthz`: 200 when the store answers, 503 when not.
+//! - `POST /sms/…`: SMS providers' inbound messages (see [`sms`]).
 
 mod client;
 mod handlers;
 pub mod pages;
 mod refusals;
 pub mod server;
+pub mod sms;
 
 use crate::{config::WebConfig, store::ConsentStore, unsubscribe::Unsubscribe};
 use axum::{
@@ -26,7 +28,7 @@ use axum::{
 use std::{future::Future, io, sync::Arc, time::Duration};
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
-pub use client::RateLimiter;
+pub use client::{RateLimiter, bearer};
 pub use handlers::from_page;
 
 /// The largest request body accepted: a one-click body is 26 bytes.
@@ -41,6 +43,8 @@ pub struct WebState {
     pub unsubscribe: Arc<Unsubscribe>,
     pub limiter: Arc<RateLimiter>,
     pub(crate) refusals: Arc<refusals::Refusals>,
+    /// The SMS providers' endpoints, when `[sms]` configures any.
+    pub sms: Option<Arc<sms::SmsFront>>,
 }
 
 impl WebState {
@@ -48,6 +52,7 @@ impl WebState {
         config: WebConfig,
         store: Arc<dyn ConsentStore>,
         unsubscribe: Arc<Unsubscribe>,
+        sms: Option<Arc<sms::SmsFront>>,
     ) -> Self {
         let limiter = Arc::new(RateLimiter::new(config.rate_limit));
         Self {
@@ -56,6 +61,7 @@ impl WebState {
             unsubscribe,
             limiter,
             refusals: Arc::default(),
+            sms,
         }
     }
 }
@@ -76,7 +82,12 @@ impl WebFront {
 
     /// Swaps in new settings. The store, the refusal tally and (when the rate is the same)
     /// the rate limiter's counts carry over.
-    pub fn reload(&self, config: WebConfig, unsubscribe: Arc<Unsubscribe>) {
+    pub fn reload(
+        &self,
+        config: WebConfig,
+        unsubscribe: Arc<Unsubscribe>,
+        sms: Option<Arc<sms::SmsFront>>,
+    ) {
         let old = self.current();
         let limiter = match config.rate_limit == old.config.rate_limit {
             true => old.limiter.clone(),
@@ -88,6 +99,7 @@ impl WebFront {
             unsubscribe,
             limiter,
             refusals: old.refusals.clone(),
+            sms,
         }));
     }
 }
@@ -104,6 +116,9 @@ pub fn app(state: Arc<WebFront>) -> Router {
             get(handlers::page).post(handlers::unsubscribe),
         )
         .route("/u/{token}/undo", post(handlers::undo))
+        .route("/sms/twilio", post(sms::twilio))
+        .route("/sms/vonage", post(sms::vonage))
+        .route("/sms/inbound", post(sms::generic))
         .route("/healthz", get(handlers::healthz))
         .route_layer(axum::middleware::from_fn(count_request))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
