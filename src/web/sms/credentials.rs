@@ -35,9 +35,7 @@ pub enum CredentialError {
         path: PathBuf,
         mode: u32,
     },
-    #[error(
-        "{what} file {path} does not hold one secret of at least {min} visible characters"
-    )]
+    #[error("{what} file {path} does not hold one secret of at least {min} visible characters")]
     Malformed {
         what: &'static str,
         path: PathBuf,
@@ -156,13 +154,20 @@ mod tests {
             (token, 0o644, "chmod 640"),
             (token, 0o660, "chmod 640"),
             ("short", 0o600, "at least 32"),
-            ("has a space inside it, 32 characters long", 0o600, "visible"),
+            (
+                "has a space inside it, 32 characters long",
+                0o600,
+                "visible",
+            ),
         ] {
             let error = Credentials::load(&config(dir.path(), text, mode))
                 .err()
                 .unwrap()
                 .to_string();
-            assert!(error.contains(expect) && error.contains("Twilio auth token"), "{error}");
+            assert!(
+                error.contains(expect) && error.contains("Twilio auth token"),
+                "{error}"
+            );
         }
     }
 }

@@ -191,8 +191,13 @@ pub async fn twilio(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !twilio::verify(token, &url, &params, signature) {
-        warn!("a request to /sms/twilio without Twilio's signature for the configured url and auth token");
-        return refused(StatusCode::FORBIDDEN, "the X-Twilio-Signature does not verify");
+        warn!(
+            "a request to /sms/twilio without Twilio's signature for the configured url and auth token"
+        );
+        return refused(
+            StatusCode::FORBIDDEN,
+            "the X-Twilio-Signature does not verify",
+        );
     }
     let message = match twilio::message(&params) {
         Ok(message) => message,
@@ -229,10 +234,9 @@ pub async fn vonage(
     let Some(sms) = state.sms.clone() else {
         return not_configured();
     };
-    let (Some(config), Some(secret)) = (
-        &sms.config.vonage,
-        &sms.credentials.vonage_signature_secret,
-    ) else {
+    let (Some(config), Some(secret)) =
+        (&sms.config.vonage, &sms.credentials.vonage_signature_secret)
+    else {
         return not_configured();
     };
     let token = headers
@@ -245,7 +249,12 @@ pub async fn vonage(
     }
     let message = match vonage::message(&body) {
         Ok(message) => message,
-        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("not a Messages API inbound message: {e}")),
+        Err(e) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                &format!("not a Messages API inbound message: {e}"),
+            );
+        }
     };
     if message.channel != "sms" {
         return Json(Answer::from_outcome(&Outcome::NotKeyword)).into_response();
