@@ -532,3 +532,94 @@ async fn when_the_store_fails_the_provider_gets_no_200_and_its_retry_is_recorded
         [("weekly-news".into(), ConsentValue::No, Source::SmsKeyword)]
     );
 }
+
+/// Issue 15, end to end: the daemon as `serve` runs it, a real Postfix in front. STOP
+/// texted (through Twilio) to the newsletter's number refuses the newsletter mailed to
+/// the person's number at an email-to-SMS gateway; HELP changes nothing; Twilio's retry
+/// of the STOP after START records nothing; START lets the mail through again.
+#[test]
+fn stop_by_text_refuses_mail_to_the_gateway_and_start_allows_it_again() {
+    use common::{
+        mta::{Daemon, Mta, daemon_config, free_port, http, require, smtp_send},
+        postfix::{PROGRAMS, Postfix},
+    };
+    let test = "stop_by_text_refuses_mail_to_the_gateway_and_start_allows_it_again";
+    if !require(test, &PROGRAMS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("twilio");
+    std::fs::write(&token, TWILIO_TOKEN).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let web_port = free_port();
+    let config = daemon_config(
+        dir.path(),
+        &format!(
+            "\n[web]\nlisten = \"127.0.0.1:{web_port}\"\nsender_name = \"Example News\"\n\
+             [sms]\ngateway_domains = [\"sms.example.net\"]\n\
+             [sms.numbers]\n\"{OURS}\" = \"weekly-news\"\n\
+             [sms.twilio]\nauth_token_file = \"@DIR@/twilio\"\nurl = \"{TWILIO_URL}\"\n"
+        ),
+    );
+    let milter = Daemon::start(dir.path(), &config);
+    let postfix = Postfix::start("sms", &format!("inet:127.0.0.1:{}", milter.port));
+    let text = |sid: &str, body: &str| {
+        let params: Vec<(String, String)> = [
+            ("MessageSid", sid),
+            ("From", PERSON),
+            ("To", OURS),
+            ("Body", body),
+        ]
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let signature = twilio::signature(TWILIO_TOKEN.as_bytes(), TWILIO_URL, &params);
+        let (status, twiml) = http(
+            web_port,
+            "POST",
+            "/sms/twilio",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &signature),
+            ],
+            &form,
+        );
+        assert_eq!(status, 200, "{twiml}");
+        twiml
+    };
+    let newsletter = |id: &str| {
+        let sent = smtp_send(
+            postfix.smtp_port,
+            "news@example.com",
+            &["14155550100@sms.example.net", "reader@example.org"],
+            &format!(
+                "From: News <news@example.com>\nTo: subscribers@example.com\n\
+                 Subject: This week\nMessage-ID: <{id}>\n\nHello.\n"
+            ),
+        );
+        assert_eq!(sent.rcpts[1].1.code, 250, "{sent:?}");
+        sent.rcpts[0].1.clone()
+    };
+
+    assert!(text("SM900", "STOP").contains("unsubscribed"));
+    let refused = newsletter("sms-1@test.example");
+    assert_eq!(refused.code, 550, "{refused:?}");
+    assert!(refused.text.contains("5.7.1"), "{refused:?}");
+
+    let help = text("SM901", "HELP");
+    assert!(help.contains("Example News: reply STOP"), "{help}");
+    assert_eq!(newsletter("sms-2@test.example").code, 550);
+
+    assert!(text("SM902", "START").contains("subscribed again"));
+    // Twilio retries the STOP it thinks was lost: the same answer, nothing recorded.
+    assert!(text("SM900", "STOP").contains("unsubscribed"));
+    let allowed = newsletter("sms-3@test.example");
+    assert_eq!(allowed.code, 250, "{allowed:?}");
+    postfix.wait_delivered("sms-3@test.example");
+    let history = milter.cli(&["consent", "history", PERSON]);
+    assert_eq!(history.matches("\tsms-keyword\t").count(), 2, "{history}");
+    milter.stop();
+}
