@@ -716,7 +716,8 @@ fn check_config_finds_what_serve_would_refuse() {
     let cert = dir.path().join("cert.pem");
     fs::write(&cert, "not a certificate").unwrap();
     let tls = check(
-        base + &unsubscribe(false)
+        base.clone()
+            + &unsubscribe(false)
             + &format!(
                 "[web]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
                 cert.display()
@@ -724,6 +725,33 @@ fn check_config_finds_what_serve_would_refuse() {
     );
     assert!(!tls.ok);
     assert!(tls.stderr.contains("web.tls_cert"), "{}", tls.stderr);
+
+    // An SMS provider's credential that others may read, and one that is too short.
+    let token = dir.path().join("twilio");
+    fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+    let sms = |base: &str| {
+        base.to_owned()
+            + &unsubscribe(false)
+            + &format!(
+                "[web]\nlisten = \"127.0.0.1:0\"\n[sms.twilio]\nauth_token_file = \"{}\"\n\
+                 url = \"https://u.example.com/sms/twilio\"\n",
+                token.display()
+            )
+    };
+    let loose = check(sms(&base));
+    assert!(!loose.ok);
+    assert!(
+        loose.stderr.contains("sms: Twilio auth token file") && loose.stderr.contains("chmod 640"),
+        "{}",
+        loose.stderr
+    );
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(check(sms(&base)).ok);
+    fs::write(&token, "short\n").unwrap();
+    let short = check(sms(&base));
+    assert!(!short.ok);
+    assert!(short.stderr.contains("at least 32"), "{}", short.stderr);
 }
 
 /// Issue 15, item 1: `consent set --channel sms` keys a phone number in E.164; national
