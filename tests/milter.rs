@@ -399,6 +399,10 @@ impl Records for Slow {
         self.0.record(changes)
     }
 
+    fn restore<'a>(&'a self, changes: &'a [Change], emptied: &'a [Change]) -> StoreFuture<'a, ()> {
+        self.0.restore(changes, emptied)
+    }
+
     fn record_once<'a>(
         &'a self,
         id: &'a str,

@@ -79,6 +79,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    an_undo_puts_keys_back_including_no_record,
     an_inbound_message_is_applied_once_however_often_it_comes,
     erasure_deletes_the_address_everywhere_and_keeps_its_suppression,
     concurrent_writes_are_all_kept_and_answered_individually,
@@ -141,6 +142,114 @@ async fn concurrent_writes_are_all_kept_and_answered_individually(db: Db) {
             store.records(&address).await.unwrap()[0].value,
             ConsentValue::No
         );
+    }
+}
+
+/// Issue 14, item 4: an undo puts each key back as it was: a value where there was one,
+/// and no record where there was none (not `y`: that would be a consent never given),
+/// with the removal in the history and the change feed; this node's index and another
+/// node's see the key decide nothing again.
+async fn an_undo_puts_keys_back_including_no_record(db: Db) {
+    use optout_milter::store::{Feed, index::IndexedStore};
+    let url = db.url().to_owned();
+    let other = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
+        .await
+        .unwrap();
+    ready(&other).await;
+    let store = IndexedStore::wrap(store::open_or_create(&url).await.unwrap())
+        .await
+        .unwrap();
+    ready(&store).await;
+    let list = |i: usize, list: &str, value| Change {
+        scope: list.parse().unwrap(),
+        ..change(i, value)
+    };
+    let start = store.feed_position().await.unwrap();
+    // The person had y for "b", nothing for "a"; then unsubscribed from both.
+    store
+        .record(&[list(1, "b", ConsentValue::Yes)])
+        .await
+        .unwrap();
+    store
+        .record(&[
+            list(1, "a", ConsentValue::No),
+            list(1, "b", ConsentValue::No),
+        ])
+        .await
+        .unwrap();
+    store
+        .restore(
+            &[list(1, "b", ConsentValue::Yes)],
+            &[list(1, "a", ConsentValue::No)],
+        )
+        .await
+        .unwrap();
+    let address = change(1, ConsentValue::No).address;
+    let records = store.records(&address).await.unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.scope.as_str(), r.value))
+            .collect::<Vec<_>>(),
+        [("b", ConsentValue::Yes)],
+        "\"a\" has no record again"
+    );
+    let history = store.history(&address).await.unwrap();
+    let trail: Vec<_> = history
+        .iter()
+        .map(|e| {
+            (
+                e.change.scope.as_str().to_owned(),
+                e.change.value,
+                e.emptied,
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("b".into(), ConsentValue::Yes, false),
+            ("a".into(), ConsentValue::No, false),
+            ("b".into(), ConsentValue::No, false),
+            ("b".into(), ConsentValue::Yes, false),
+            ("a".into(), ConsentValue::Unknown, true),
+        ]
+    );
+    // Emptying a key with no record writes nothing.
+    store
+        .restore(&[], &[list(1, "a", ConsentValue::No)])
+        .await
+        .unwrap();
+    assert_eq!(store.history(&address).await.unwrap().len(), 5);
+    // The feed carries the removal, in order.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (entries, _) = store.history_since(start, 10).await.unwrap();
+        if entries.len() == 5 {
+            assert!(entries[4].emptied && entries[4].change.scope.as_str() == "a");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{entries:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Both indexes: "a" decides nothing (no value, or `u`, which decides nothing).
+    let a: Scope = "a".parse().unwrap();
+    for (name, index) in [("this node", &store), ("another node", &other)] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let values = index
+                .scoped_values(&address, Channel::Email, &a)
+                .await
+                .unwrap();
+            let a_decides = values
+                .iter()
+                .any(|(s, v)| *s == a && *v != ConsentValue::Unknown);
+            if !a_decides {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name}: {values:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -724,6 +833,18 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
             .is_some(),
         "the node's role records an inbound message's changes and its id"
     );
+    // An undo back to no record, through the owner's function (the role may not DELETE).
+    store
+        .restore(&[], &[change(2, ConsentValue::No)])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .records(&change(2, ConsentValue::No).address)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let id = store.subject_id(&address, &Scope::All).await.unwrap();
     assert_eq!(
         store.subject(id).await.unwrap(),
@@ -734,7 +855,7 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (changes, _) = store.changes_since(start, 10).await.unwrap();
-        if changes.len() == 3 {
+        if changes.len() == 4 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{changes:?}");

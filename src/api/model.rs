@@ -58,7 +58,8 @@ pub struct Entry {
     pub address: String,
     pub channel: String,
     pub scope: String,
-    /// The value this change set.
+    /// The value this change set; empty when it removed the record (an undo back to no
+    /// record: the default applies again).
     pub value: String,
     pub source: String,
     /// When it was recorded.
@@ -74,7 +75,10 @@ impl From<&HistoryEntry> for Entry {
             address: c.address.as_str().to_owned(),
             channel: c.channel.as_str().to_owned(),
             scope: c.scope.as_str().to_owned(),
-            value: c.value.as_str().to_owned(),
+            value: match e.emptied {
+                true => String::new(),
+                false => c.value.as_str().to_owned(),
+            },
             source: c.source.as_str().to_owned(),
             at: timestamp(c.at),
             evidence: c.evidence.clone(),

@@ -86,14 +86,18 @@ pub async fn run(config: &Config, command: ConsentCommand) -> Result<(), CliErro
             }
             for entry in history {
                 let c = entry.change;
+                // A removed record shows as its empty value: "-".
+                let value = match entry.emptied {
+                    true => "-",
+                    false => c.value.as_str(),
+                };
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{value}\t{}\t{}",
                     timestamp(c.at),
                     c.address,
                     c.channel,
                     c.scope,
-                    c.value,
                     c.source,
                     c.evidence
                 )?;

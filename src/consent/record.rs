@@ -186,6 +186,10 @@ pub struct ConsentRecord {
 pub struct HistoryEntry {
     pub id: i64,
     pub change: Change,
+    /// The change removed the record: the key has no value again (the model's empty
+    /// value), as an undo leaves a key that had none. `change.value` is then `u`, which
+    /// decides like no record.
+    pub emptied: bool,
 }
 
 #[cfg(test)]

@@ -91,6 +91,13 @@ pub trait Records: Send + Sync {
         limit: u32,
     ) -> StoreFuture<'a, Vec<ConsentRecord>>;
 
+    /// Puts keys back as they were (an undo): `changes` are recorded as [`record`] does,
+    /// and the keys of `emptied` lose their record (their `value` is not used), each with
+    /// a history entry whose value is empty; all in one durable transaction.
+    ///
+    /// [`record`]: Records::record
+    fn restore<'a>(&'a self, changes: &'a [Change], emptied: &'a [Change]) -> StoreFuture<'a, ()>;
+
     /// The audit trail of `address`, oldest first.
     fn history<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<HistoryEntry>>;
 
@@ -123,6 +130,8 @@ pub trait Records: Send + Sync {
 pub trait Feed: Send + Sync {
     /// Up to `limit` keys changed after `after`, each with its value as it is now, and the
     /// position to read from next. It never skips a change, however commits interleave.
+    /// A key whose record was removed ([`Records::restore`]) comes with `u`, which decides
+    /// nothing, as no record does.
     fn changes_since(
         &self,
         after: FeedPosition,
@@ -250,6 +259,15 @@ where
 }
 
 /// A time as the stores keep it: Unix milliseconds.
+/// A history row's value: empty where the change removed the record, read as `u`
+/// (which, like no record, decides nothing; [`HistoryEntry::emptied`] tells them apart).
+pub(crate) fn history_value(text: &str) -> Result<ConsentValue, StoreError> {
+    match text {
+        "" => Ok(ConsentValue::Unknown),
+        text => parse(text),
+    }
+}
+
 pub(crate) fn to_millis(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

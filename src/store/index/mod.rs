@@ -288,6 +288,32 @@ impl Records for IndexedStore {
         })
     }
 
+    fn restore<'a>(&'a self, changes: &'a [Change], emptied: &'a [Change]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.inner
+                .restore(changes, emptied)
+                .await
+                .inspect_err(|_| {
+                    crate::metrics::get().store_errors.inc();
+                })?;
+            // No record is `u` here: it decides nothing, as no record does.
+            self.set(
+                changes
+                    .iter()
+                    .map(|c| (c.address.as_str(), c.channel, &c.scope, c.value))
+                    .chain(emptied.iter().map(|c| {
+                        (
+                            c.address.as_str(),
+                            c.channel,
+                            &c.scope,
+                            ConsentValue::Unknown,
+                        )
+                    })),
+            );
+            Ok(())
+        })
+    }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         self.inner.records(address)
     }

@@ -22,7 +22,7 @@ mod writer;
 
 use super::{
     ConsentStore, Create, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
-    StoreFuture, cursor, from_millis, parse, redact, to_millis,
+    StoreFuture, cursor, from_millis, history_value, parse, redact, to_millis,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use sqlx::{
@@ -185,6 +185,35 @@ impl Records for PostgresStore {
         })
     }
 
+    fn restore<'a>(&'a self, changes: &'a [Change], emptied: &'a [Change]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // Its own transaction, every key locked before any write (writer::key_locks).
+            let mut tx = self.pool.begin().await?;
+            writer::lock_keys(
+                &mut tx,
+                changes
+                    .iter()
+                    .chain(emptied)
+                    .map(|c| (c.address.as_str(), c.channel.as_str(), c.scope.as_str())),
+            )
+            .await?;
+            writer::record(&mut tx, changes).await?;
+            for c in emptied {
+                sqlx::query("SELECT optout_empty($1, $2, $3, $4, $5, $6)")
+                    .bind(c.address.as_str())
+                    .bind(c.channel.as_str())
+                    .bind(c.scope.as_str())
+                    .bind(c.source.as_str())
+                    .bind(to_millis(c.at))
+                    .bind(&c.evidence)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
         Box::pin(async move {
             let sql = format!(
@@ -343,15 +372,15 @@ impl Feed for PostgresStore {
                     continue;
                 };
                 last = Some(FeedPosition { commit, row: id });
-                // A key without a current value has none to apply.
-                if let Some(value) = row.get::<Option<&str>, _>("value") {
-                    let key = RecordKey {
-                        address: row.get("address"),
-                        channel: parse(row.get("channel"))?,
-                        scope: parse(row.get("scope"))?,
-                    };
-                    changes.push((key, parse(value)?));
-                }
+                // A key without a current value (an undo emptied it) is `u`, which
+                // decides nothing, as no record does.
+                let key = RecordKey {
+                    address: row.get("address"),
+                    channel: parse(row.get("channel"))?,
+                    scope: parse(row.get("scope"))?,
+                };
+                let value = row.get::<Option<&str>, _>("value").unwrap_or_default();
+                changes.push((key, history_value(value)?));
             }
             // A full page continues after its last row; otherwise everything below the
             // horizon has been read.
@@ -513,11 +542,12 @@ fn history_from_row(row: &PgRow) -> Result<HistoryEntry, StoreError> {
             address: Address::from_stored(row.get("address")),
             channel: parse(row.get("channel"))?,
             scope: parse(row.get("scope"))?,
-            value: parse(row.get("value"))?,
+            value: history_value(row.get("value"))?,
             source: parse(row.get("source"))?,
             at: from_millis(row.get("recorded_at")),
             evidence: row.get("evidence"),
         },
+        emptied: row.get::<&str, _>("value").is_empty(),
     })
 }
 
@@ -527,7 +557,7 @@ fn value_from_row(row: &PgRow) -> Result<(RecordKey, ConsentValue), StoreError> 
         channel: parse(row.get("channel"))?,
         scope: parse(row.get("scope"))?,
     };
-    Ok((key, parse(row.get("value"))?))
+    Ok((key, history_value(row.get("value"))?))
 }
 
 fn record_from_row(row: &PgRow) -> Result<ConsentRecord, StoreError> {

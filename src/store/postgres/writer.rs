@@ -192,13 +192,7 @@ pub(super) async fn record(
         .iter()
         .map(|c| (c.address.as_str(), c.channel.as_str(), c.scope.as_str()))
         .collect();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(h)
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(h, n) ORDER BY n",
-    )
-    .bind(key_locks(keys.iter().copied()))
-    .execute(&mut *conn)
-    .await?;
+    lock_keys(&mut *conn, keys.iter().copied()).await?;
     let addresses: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let channels: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let scopes: Vec<&str> = keys.iter().map(|k| k.2).collect();
@@ -287,6 +281,22 @@ pub(super) async fn record(
     .execute(&mut *conn)
     .await?;
     Ok(outcomes)
+}
+
+/// Takes the advisory lock of each of `keys` (see [`key_locks`]), in order; a lock the
+/// transaction holds already is taken again at once.
+pub(super) async fn lock_keys<'a>(
+    conn: &mut PgConnection,
+    keys: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h)
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(h, n) ORDER BY n",
+    )
+    .bind(key_locks(keys))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The advisory locks of `keys`, one per key, sorted and without repeats (every node takes

@@ -15,7 +15,7 @@ mod writer;
 
 use super::{
     ConsentStore, Create, Feed, FeedPosition, Lookups, RecordKey, Recorded, Records, StoreError,
-    StoreFuture, cursor, from_millis, parse, redact,
+    StoreFuture, cursor, from_millis, history_value, parse, redact,
 };
 use crate::consent::{Address, Change, Channel, ConsentRecord, ConsentValue, HistoryEntry, Scope};
 use file::DbFile;
@@ -141,6 +141,10 @@ impl Records for SqliteStore {
         changes: &'a [Change],
     ) -> StoreFuture<'a, Option<Vec<Recorded>>> {
         Box::pin(self.writer.record_once(id.to_owned(), changes.to_vec()))
+    }
+
+    fn restore<'a>(&'a self, changes: &'a [Change], emptied: &'a [Change]) -> StoreFuture<'a, ()> {
+        Box::pin(self.writer.restore(changes.to_vec(), emptied.to_vec()))
     }
 
     fn records<'a>(&'a self, address: &'a Address) -> StoreFuture<'a, Vec<ConsentRecord>> {
@@ -417,7 +421,7 @@ fn value_from_row(row: &SqliteRow) -> Result<(RecordKey, ConsentValue), StoreErr
         channel: parse(row.get("channel"))?,
         scope: parse::<Scope>(row.get("scope"))?,
     };
-    Ok((key, parse(row.get("value"))?))
+    Ok((key, history_value(row.get("value"))?))
 }
 
 fn history_from_row(row: &SqliteRow) -> Result<HistoryEntry, StoreError> {
@@ -427,11 +431,12 @@ fn history_from_row(row: &SqliteRow) -> Result<HistoryEntry, StoreError> {
             address: Address::from_stored(row.get("address")),
             channel: parse(row.get("channel"))?,
             scope: parse::<Scope>(row.get("scope"))?,
-            value: parse(row.get("value"))?,
+            value: history_value(row.get("value"))?,
             source: parse(row.get("source"))?,
             at: from_millis(row.get("recorded_at")),
             evidence: row.get("evidence"),
         },
+        emptied: row.get::<&str, _>("value").is_empty(),
     })
 }
 

@@ -41,6 +41,12 @@ enum Job {
         Vec<Change>,
         oneshot::Sender<Result<Option<Vec<Recorded>>, StoreError>>,
     ),
+    /// Keys put back: values recorded, and records removed.
+    Restore(
+        Vec<Change>,
+        Vec<Change>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     Subject(Address, Scope, oneshot::Sender<Result<i64, StoreError>>),
     /// An address to erase, and the pseudonym's opt-out that replaces it.
     Erase(Address, Change, oneshot::Sender<Result<u64, StoreError>>),
@@ -50,6 +56,7 @@ enum Job {
 enum Outcome {
     Record(Vec<Recorded>),
     Once(Option<Vec<Recorded>>),
+    Restored,
     Subject(i64),
     Erased(u64),
 }
@@ -89,6 +96,17 @@ impl Writer {
     ) -> Result<Option<Vec<Recorded>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Once(id, changes, reply)).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Records `changes` and removes the records of `emptied`, together.
+    pub async fn restore(
+        &self,
+        changes: Vec<Change>,
+        emptied: Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Restore(changes, emptied, reply)).await?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -195,6 +213,10 @@ fn answer(job: Job, result: Result<Outcome, StoreError>) {
     // itself has been committed or not, as the result says.
     match job {
         Job::Record(_, reply) => drop(reply.send(result.and_then(Outcome::into_record))),
+        Job::Restore(_, _, reply) => drop(reply.send(result.and_then(|o| match o {
+            Outcome::Restored => Ok(()),
+            _ => Err(mismatch()),
+        }))),
         Job::Once(_, _, reply) => drop(reply.send(result.and_then(|o| match o {
             Outcome::Once(recorded) => Ok(recorded),
             _ => Err(mismatch()),
@@ -251,6 +273,11 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Outcome
                     false => None,
                 })
             }
+            Job::Restore(changes, emptied, _) => {
+                record(&mut tx, changes).await?;
+                empty(&mut tx, emptied).await?;
+                Outcome::Restored
+            }
             Job::Subject(address, scope, _) => {
                 Outcome::Subject(subject(&mut tx, address, scope).await?)
             }
@@ -289,6 +316,37 @@ async fn erase(conn: &mut SqliteConnection, address: &Address) -> Result<u64, St
             .await?;
     }
     Ok(removed)
+}
+
+/// Removes the records of `emptied`'s keys, each removal with a history entry whose value
+/// is empty; a key with no record is left alone.
+async fn empty(conn: &mut SqliteConnection, emptied: &[Change]) -> Result<(), StoreError> {
+    for change in emptied {
+        let removed =
+            sqlx::query("DELETE FROM consent WHERE address = ? AND channel = ? AND scope = ?")
+                .bind(change.address.as_str())
+                .bind(change.channel.as_str())
+                .bind(change.scope.as_str())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        if removed == 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO consent_history (address, channel, scope, value, source, recorded_at, evidence)
+             VALUES (?, ?, ?, '', ?, ?, ?)",
+        )
+        .bind(change.address.as_str())
+        .bind(change.channel.as_str())
+        .bind(change.scope.as_str())
+        .bind(change.source.as_str())
+        .bind(to_millis(change.at))
+        .bind(&change.evidence)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn record(
