@@ -42,6 +42,7 @@ trusted_proxies = ["10.0.0.0/8"]
 @WEB@
 [web.lists]
 weekly-news = "The Weekly"
+offers = "Offers and deals"
 "#;
 
 struct Fixture {
@@ -292,13 +293,15 @@ async fn get_shows_the_question_and_never_changes_the_store() {
             .await;
         assert_eq!(status, StatusCode::OK);
         assert!(
-            body.contains(
-                "Unsubscribe <strong>j***@example.org</strong> from <strong>The Weekly</strong>?"
-            ),
+            body.contains("For <strong>j***@example.org</strong>")
+                && body.contains(
+                    "You followed a link to unsubscribe from <strong>The Weekly</strong>."
+                ),
             "{body}"
         );
+        // The one-click form posts to the link itself (relative, so any proxy path works).
         assert!(
-            body.contains("<form method=\"post\" action=\"\">"),
+            body.contains(&format!("<form method=\"post\" action=\"{token}\">")),
             "{body}"
         );
         assert!(!body.contains("<script"), "{body}");
@@ -306,7 +309,9 @@ async fn get_shows_the_question_and_never_changes_the_store() {
         assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
-            csp.starts_with("default-src 'none'") && csp.contains("form-action 'self'"),
+            csp.starts_with("default-src 'none'")
+                && csp.contains("form-action 'self'")
+                && csp.contains("style-src 'self'"),
             "{csp}"
         );
     }
@@ -324,6 +329,25 @@ async fn get_shows_the_question_and_never_changes_the_store() {
         body.contains("all marketing email from Example News"),
         "{body}"
     );
+    // The style sheet the pages link to.
+    let (status, headers, css) = f.send(get("/u/assets/style.css", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(css.contains("--accent:"), "{css}");
+}
+
+/// The action id in a page's undo form.
+fn action_of(body: &str) -> String {
+    let start = body
+        .find("name=\"action\" value=\"")
+        .unwrap_or_else(|| panic!("no undo form in {body}"))
+        + "name=\"action\" value=\"".len();
+    body[start..start + 16].to_owned()
 }
 
 #[tokio::test]
@@ -344,20 +368,196 @@ async fn the_page_button_then_undo_restores_consent_within_the_window() {
         f.value("jane@example.org", "weekly-news").await,
         Some((ConsentValue::No, Source::Web))
     );
+    let action = action_of(&body);
+    // Without the action, or with another, there is nothing to undo.
+    for form in [
+        String::new(),
+        "action=0123456789abcdef".into(),
+        "action=x".into(),
+    ] {
+        let (status, _, _) = f
+            .send(post(&format!("/u/{token}/undo"), Some(FORM), &form))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form}");
+    }
     let (status, _, body) = f
-        .send(post(&format!("/u/{token}/undo"), Some(FORM), ""))
+        .send(post(
+            &format!("/u/{token}/undo"),
+            Some(FORM),
+            &format!("action={action}"),
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains("subscribed again"), "{body}");
-    assert_eq!(
-        f.value("jane@example.org", "weekly-news").await,
-        Some((ConsentValue::Yes, Source::Web))
-    );
+    assert!(body.contains("Your previous choices are back"), "{body}");
+    // Back to no record, as before: not an explicit yes.
+    assert_eq!(f.value("jane@example.org", "weekly-news").await, None);
+    assert_eq!(f.history_len("jane@example.org").await, 2);
     // Nothing left to undo.
     let (status, _, _) = f
-        .send(post(&format!("/u/{token}/undo"), Some(FORM), ""))
+        .send(post(
+            &format!("/u/{token}/undo"),
+            Some(FORM),
+            &format!("action={action}"),
+        ))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Issue 14, item 4: the preferences page shows each list's state; saving the ticked
+/// lists writes only what changed; "unsubscribe from all" and ticking lists afterwards
+/// work together; each change undoes to exactly the state before it, "no record"
+/// included.
+#[tokio::test]
+async fn preferences_change_lists_unsubscribe_from_all_and_undo_exactly() {
+    let f = fixture("").await;
+    let token = f.token("jane@example.org", "weekly-news").await;
+    let address = AddressPolicy::default()
+        .normalize("jane@example.org")
+        .unwrap();
+    f.store
+        .record(&[optout_milter::consent::Change {
+            address: address.clone(),
+            channel: optout_milter::consent::Channel::Email,
+            scope: "offers".parse().unwrap(),
+            value: ConsentValue::Yes,
+            source: Source::Import,
+            at: SystemTime::now(),
+            evidence: "signed up at the shop".into(),
+        }])
+        .await
+        .unwrap();
+    let url = format!("/u/{token}");
+    let page = || async { f.send(get(&url, None)).await.2 };
+    let ticked = |body: &str, id: &str| {
+        let at = body
+            .find(&format!("value=\"{id}\""))
+            .unwrap_or_else(|| panic!("no list {id} in {body}"));
+        body[at..at + 40].contains("checked")
+    };
+    let body = page().await;
+    assert!(
+        ticked(&body, "weekly-news") && ticked(&body, "offers"),
+        "{body}"
+    );
+    assert!(body.contains("Offers and deals"), "{body}");
+
+    // Untick "Offers and deals" and save: one n, nothing for the untouched list.
+    let (status, _, body) = f
+        .send(post(
+            &format!("/u/{token}/preferences"),
+            Some(FORM),
+            "list=weekly-news",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Your choices are saved"), "{body}");
+    let saved = action_of(&body);
+    assert_eq!(
+        f.value("jane@example.org", "offers").await,
+        Some((ConsentValue::No, Source::Web))
+    );
+    assert_eq!(f.value("jane@example.org", "weekly-news").await, None);
+    let body = page().await;
+    assert!(
+        ticked(&body, "weekly-news") && !ticked(&body, "offers"),
+        "{body}"
+    );
+    // Undo: offers back to its imported y (the value before, with its source).
+    let (status, _, _) = f
+        .send(post(
+            &format!("/u/{token}/undo"),
+            Some(FORM),
+            &format!("action={saved}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        f.value("jane@example.org", "offers").await.map(|v| v.0),
+        Some(ConsentValue::Yes)
+    );
+
+    // Unsubscribe from all: the page then says so, and no list is ticked.
+    let (status, _, body) = f
+        .send(post(&format!("/u/{token}/all"), Some(FORM), ""))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(
+            "will no longer receive any marketing email from <strong>Example News</strong>"
+        ),
+        "{body}"
+    );
+    let all = action_of(&body);
+    assert_eq!(
+        f.value("jane@example.org", "*").await,
+        Some((ConsentValue::No, Source::Web))
+    );
+    let body = page().await;
+    assert!(
+        body.contains("You are unsubscribed from all marketing email"),
+        "{body}"
+    );
+    assert!(
+        !ticked(&body, "weekly-news") && !ticked(&body, "offers"),
+        "{body}"
+    );
+
+    // Tick only "Offers and deals": the opt-out from all goes, The Weekly gets its own n.
+    let (_, _, body) = f
+        .send(post(
+            &format!("/u/{token}/preferences"),
+            Some(FORM),
+            "list=offers",
+        ))
+        .await;
+    let chosen = action_of(&body);
+    assert_eq!(f.value("jane@example.org", "*").await, None);
+    assert_eq!(
+        f.value("jane@example.org", "weekly-news")
+            .await
+            .map(|v| v.0),
+        Some(ConsentValue::No)
+    );
+    assert_eq!(
+        f.value("jane@example.org", "offers").await.map(|v| v.0),
+        Some(ConsentValue::Yes)
+    );
+    // Undo that: all marketing off again, The Weekly back to no record.
+    let (status, _, _) = f
+        .send(post(
+            &format!("/u/{token}/undo"),
+            Some(FORM),
+            &format!("action={chosen}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        f.value("jane@example.org", "*").await.map(|v| v.0),
+        Some(ConsentValue::No)
+    );
+    assert_eq!(f.value("jane@example.org", "weekly-news").await, None);
+    // And undo the unsubscribe from all: no record at * either, as at the start.
+    let (status, _, _) = f
+        .send(post(
+            &format!("/u/{token}/undo"),
+            Some(FORM),
+            &format!("action={all}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(f.value("jane@example.org", "*").await, None);
+    let body = page().await;
+    assert!(
+        ticked(&body, "weekly-news") && ticked(&body, "offers"),
+        "{body}"
+    );
+    // The history keeps every step, the emptyings included.
+    let history = f.store.history(&address).await.unwrap();
+    assert_eq!(
+        history.iter().filter(|e| e.emptied).count(),
+        3,
+        "{history:?}"
+    );
 }
 
 #[tokio::test]

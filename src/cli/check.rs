@@ -2,7 +2,7 @@
 //! so that a mistake shows up here and not at the next restart. Beyond the file's own
 //! validation: the token key files (present, mode, length; a missing first key is fine
 //! when `generate_missing_key` is on, and is not created here), the TLS certificate and
-//! key, the admin API's token files, the webhooks' secrets, the SMS providers'
+//! key, the pages' templates and logo, the admin API's token files, the webhooks' secrets, the SMS providers'
 //! credentials, the erasure key, and the store (a supported URL; for SQLite, naming
 //! a file that exists).
 
@@ -29,10 +29,16 @@ pub fn run(config: &Config) -> Result<(), CliError> {
             problems.push(format!("unsubscribe.keys: {}", crate::error_chain(&e)));
         }
     }
-    if let Some(w) = &config.web
-        && let Err(e) = web::tls(w.tls.as_ref())
-    {
-        problems.push(format!("web.tls_cert / web.tls_key: {e}"));
+    if let Some(w) = &config.web {
+        if let Err(e) = web::tls(w.tls.as_ref()) {
+            problems.push(format!("web.tls_cert / web.tls_key: {e}"));
+        }
+        if let Err(e) = web::pages::Pages::load(w) {
+            problems.push(format!(
+                "web.templates / web.brand: {}",
+                crate::error_chain(&e)
+            ));
+        }
     }
     if let Some(a) = &config.api {
         if let Err(e) = crate::api::Tokens::load(&a.tokens) {

@@ -394,9 +394,31 @@ pub struct WebSection {
     /// The most HTTP connections open at once; more wait in the kernel's backlog.
     #[serde(default = "web_max_connections")]
     pub max_connections: usize,
-    /// Human names of lists, by list id.
+    /// Human names of lists, by list id: the lists the preferences page offers.
     #[serde(default)]
     pub lists: BTreeMap<String, String>,
+    /// A folder of templates that replace the built-in ones by name (`base.html`,
+    /// `preferences.html`, `done.html`, `undone.html`, `problem.html`, `style.css`,
+    /// `messages.toml`).
+    pub templates: Option<String>,
+    /// The pages' branding.
+    #[serde(default)]
+    pub brand: BrandSection,
+}
+
+/// `[web.brand]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandSection {
+    /// A PNG, SVG, JPEG or WebP file (at most 512 KiB) shown above every page.
+    pub logo_file: Option<String>,
+    /// The colour of buttons, links and ticks, as `#rgb` or `#rrggbb`.
+    pub accent: Option<String>,
+    /// Links in every page's footer (`https://` or `mailto:`).
+    pub privacy_url: Option<String>,
+    pub contact_url: Option<String>,
+    /// A line of text in every page's footer (company name and postal address, say).
+    pub footer: Option<String>,
 }
 
 fn sender_name() -> String {

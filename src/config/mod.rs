@@ -91,6 +91,33 @@ pub struct WebConfig {
     /// The most HTTP connections open at once.
     pub max_connections: usize,
     pub list_names: std::collections::HashMap<Scope, String>,
+    /// The folder of template overrides, if any.
+    pub templates: Option<PathBuf>,
+    pub brand: Brand,
+    /// What no record means (`[consent] default`), for the states the page shows.
+    pub consent_default: crate::consent::DefaultConsent,
+}
+
+/// The pages' branding (`[web.brand]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Brand {
+    pub logo_file: Option<PathBuf>,
+    pub accent: String,
+    pub privacy_url: Option<String>,
+    pub contact_url: Option<String>,
+    pub footer: Option<String>,
+}
+
+impl Default for Brand {
+    fn default() -> Self {
+        Self {
+            logo_file: None,
+            accent: "#2457d6".into(),
+            privacy_url: None,
+            contact_url: None,
+            footer: None,
+        }
+    }
 }
 
 /// What a bearer token of the admin API may do.
@@ -378,7 +405,15 @@ impl Config {
             .as_ref()
             .map(|u| unsubscribe(u, &invalid))
             .transpose()?;
-        let web = file.web.as_ref().map(|w| web(w, &invalid)).transpose()?;
+        let web = file
+            .web
+            .as_ref()
+            .map(|w| web(w, &invalid))
+            .transpose()?
+            .map(|w| WebConfig {
+                consent_default: default,
+                ..w
+            });
         if web.is_some() && unsubscribe.is_none() {
             return Err(invalid(
                 "web",

@@ -163,8 +163,16 @@ fn web_text(config: Option<&super::WebConfig>) -> String {
     config.map_or_else(String::new, |w| {
         let names: std::collections::BTreeMap<_, _> = w.list_names.iter().collect();
         format!(
-            "{:?} {:?} {:?} {:?} {} {:?}",
-            w.trusted_proxies, w.sender_name, w.undo_window, w.rate_limit, w.max_connections, names
+            "{:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+            w.trusted_proxies,
+            w.sender_name,
+            w.undo_window,
+            w.rate_limit,
+            w.max_connections,
+            names,
+            w.templates,
+            w.brand,
+            w.consent_default
         )
     })
 }

@@ -59,6 +59,42 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
             Ok((scope, name.clone()))
         })
         .collect::<Result<_, ConfigError>>()?;
+    let b = &w.brand;
+    let accent = match &b.accent {
+        None => super::Brand::default().accent,
+        Some(colour) => {
+            let hex = colour.trim().strip_prefix('#').unwrap_or("");
+            if !matches!(hex.len(), 3 | 6) || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "web.brand.accent",
+                    &expected(colour, "a colour as #rgb or #rrggbb, such as #2457d6"),
+                ));
+            }
+            format!("#{}", hex.to_ascii_lowercase())
+        }
+    };
+    let link = |key: &str, url: &Option<String>| -> Result<Option<String>, ConfigError> {
+        url.as_ref()
+            .map(|u| {
+                let u = u.trim();
+                match reqwest::Url::parse(u) {
+                    Ok(parsed) if matches!(parsed.scheme(), "https" | "mailto") => Ok(u.to_owned()),
+                    _ => Err(invalid(key, &expected(u, "an https:// or mailto: URL"))),
+                }
+            })
+            .transpose()
+    };
+    let brand = super::Brand {
+        logo_file: b.logo_file.as_ref().map(PathBuf::from),
+        accent,
+        privacy_url: link("web.brand.privacy_url", &b.privacy_url)?,
+        contact_url: link("web.brand.contact_url", &b.contact_url)?,
+        footer: b
+            .footer
+            .as_ref()
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty()),
+    };
     Ok(WebConfig {
         listen,
         tls,
@@ -68,6 +104,9 @@ pub(super) fn web(w: &file::WebSection, invalid: &Invalid) -> Result<WebConfig, 
         rate_limit: w.rate_limit,
         max_connections: w.max_connections,
         list_names,
+        templates: w.templates.as_ref().map(PathBuf::from),
+        brand,
+        consent_default: Default::default(),
     })
 }
 

@@ -71,6 +71,7 @@ impl App {
                 web.clone(),
                 store.clone(),
                 unsubscribe.clone(),
+                Arc::new(web::pages::Pages::load(web)?),
                 sms,
             )))),
             _ => None,
@@ -161,6 +162,11 @@ impl App {
         let erasure = self.milter.load().erasure.clone();
         let api = ApiState::new(&new, self.store.clone(), erasure.clone())?;
         let sms = web::sms::SmsFront::load(&new)?;
+        let pages = new
+            .web
+            .as_ref()
+            .map(|w| web::pages::Pages::load(w).map(Arc::new))
+            .transpose()?;
         let new = Arc::new(new);
         let intake = match (&self.intake, &new.intake, &unsubscribe) {
             (Some(shared), Some(config), Some(u)) => {
@@ -175,7 +181,14 @@ impl App {
             _ => None,
         };
         if let (Some(front), Some(web), Some(u)) = (&self.web, &new.web, &unsubscribe) {
-            front.reload(web.clone(), u.clone(), sms);
+            front.reload(
+                web.clone(),
+                u.clone(),
+                pages
+                    .clone()
+                    .unwrap_or_else(|| front.current().pages.clone()),
+                sms,
+            );
         }
         if let (Some(front), Some(state)) = (&self.api, api) {
             front.reload(state);

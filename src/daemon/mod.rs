@@ -44,6 +44,8 @@ pub enum DaemonError {
     ApiToken(#[from] crate::api::TokenFileError),
     #[error(transparent)]
     Webhook(#[from] crate::webhooks::WebhookError),
+    #[error("cannot load the web pages")]
+    Pages(#[from] crate::web::pages::PagesError),
     #[error(transparent)]
     SmsCredential(#[from] crate::web::sms::credentials::CredentialError),
     #[error("the admin API stopped")]

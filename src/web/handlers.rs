@@ -4,10 +4,11 @@
 use super::{
     WebFront, WebState,
     client::client_address,
-    pages::{self, Lang, ListName, Problem},
+    pages::{self, Depth, DoneView, Lang, Pages, Problem},
+    preferences,
 };
 use crate::{
-    consent::{ConsentValue, Scope, Source},
+    consent::{Change, ConsentValue, Scope, Source},
     unsubscribe::{ResolveError, Target},
 };
 use axum::{
@@ -26,7 +27,8 @@ use tracing::{error, info};
 /// The longest user agent kept as evidence.
 const MAX_AGENT: usize = 200;
 
-/// `GET /u/{token}`: the question. Changes nothing.
+/// `GET /u/{token}`: the preferences page. Changes nothing: mail security scanners fetch
+/// every link they see.
 pub async fn page(
     State(front): State<Arc<WebFront>>,
     token: TokenPath,
@@ -35,16 +37,31 @@ pub async fn page(
 ) -> Response {
     let state = front.current();
     let lang = lang(&headers);
-    let Found { target, .. } =
+    let Found { target, token, .. } =
         match start(&state, token, peer, &headers, lang, Charge::Always).await {
             Ok(found) => found,
             Err(response) => return response,
         };
-    let list = list_name(&state, &target.scope);
-    Html(pages::confirm(
+    let (lists, all_off) = match preferences::view(&state, &target).await {
+        Ok(view) => view,
+        Err(e) => {
+            error!(error = %crate::error_chain(&e), "cannot read consent for the preferences page");
+            return unavailable(&state, lang, Depth::Token);
+        }
+    };
+    let asked = Pages::list_name(&state, lang, &target.scope);
+    let asked_done = match &target.scope {
+        Scope::All => all_off,
+        Scope::List(id) => lists.iter().any(|l| l.id == *id && !l.subscribed),
+    };
+    Html(state.pages.preferences(
         lang,
+        &token,
         &pages::mask(target.address.as_str()),
-        &list,
+        Some(&asked),
+        asked_done,
+        &lists,
+        all_off,
     ))
     .into_response()
 }
@@ -68,20 +85,19 @@ pub async fn unsubscribe(
         Err(response) => return response,
     };
     let from_page = from_page(&headers, &body);
-    let source = if from_page {
-        Source::Web
-    } else {
-        Source::OneClick
-    };
-    let evidence = evidence(&target, client, &headers, "unsubscribe");
-    let now = SystemTime::now();
-    let change = target.change(ConsentValue::No, source, evidence, now);
-    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
-        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
-        return unavailable(lang);
-    }
-    info!(token = %target.claims.label(), %client, %source, scope = %target.scope, "opt-out recorded");
     if !from_page {
+        let evidence = evidence(&target, client, &headers, "unsubscribe", None);
+        let change = target.change(
+            ConsentValue::No,
+            Source::OneClick,
+            evidence,
+            SystemTime::now(),
+        );
+        if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+            error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
+            return unavailable(&state, lang, Depth::Token);
+        }
+        info!(token = %target.claims.label(), %client, source = %Source::OneClick, scope = %target.scope, "opt-out recorded");
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -89,21 +105,33 @@ pub async fn unsubscribe(
         )
             .into_response();
     }
-    let undo_minutes = (!target.expired && !state.config.undo_window.is_zero())
-        .then(|| state.config.undo_window.as_secs().div_ceil(60));
-    let list = list_name(&state, &target.scope);
-    Html(pages::done(
-        lang,
-        &pages::mask(target.address.as_str()),
-        &list,
-        &token,
-        undo_minutes,
-    ))
-    .into_response()
+    let action = preferences::new_action();
+    let evidence = evidence(&target, client, &headers, "unsubscribe", Some(&action));
+    let change = target.change(ConsentValue::No, Source::Web, evidence, SystemTime::now());
+    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
+        return unavailable(&state, lang, Depth::Token);
+    }
+    info!(token = %target.claims.label(), %client, source = %Source::Web, scope = %target.scope, "opt-out recorded");
+    let list = Pages::list_name(&state, lang, &target.scope);
+    let message = match target.scope {
+        Scope::All => "unsubscribed_all",
+        Scope::List(_) => "unsubscribed_list",
+    };
+    let view = DoneView {
+        message,
+        title: "unsubscribed_title",
+        address: "",
+        list: &list,
+        base: &token,
+        action: Some(&action),
+        undo_minutes: None,
+    };
+    done(&state, lang, &target, Depth::Token, view)
 }
 
-/// `POST /u/{token}/undo`: subscribe again, if this token's opt-out is recent enough.
-pub async fn undo(
+/// `POST /u/{token}/all`: the page's "unsubscribe from all".
+pub async fn unsubscribe_all(
     State(front): State<Arc<WebFront>>,
     token: TokenPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -111,50 +139,198 @@ pub async fn undo(
 ) -> Response {
     let state = front.current();
     let lang = lang(&headers);
-    let Found { target, client, .. } =
-        match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
-            Ok(found) => found,
-            Err(response) => return response,
-        };
-    let now = SystemTime::now();
-    let records = match state.store.records(&target.address).await {
-        Ok(records) => records,
+    let Found {
+        target,
+        client,
+        token,
+    } = match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let action = preferences::new_action();
+    let change = Change {
+        scope: Scope::All,
+        ..target.change(
+            ConsentValue::No,
+            Source::Web,
+            evidence(&target, client, &headers, "unsubscribe-all", Some(&action)),
+            SystemTime::now(),
+        )
+    };
+    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out from all");
+        return unavailable(&state, lang, Depth::Action);
+    }
+    info!(token = %target.claims.label(), %client, source = %Source::Web, scope = "*", "opt-out recorded");
+    let list = Pages::list_name(&state, lang, &Scope::All);
+    let view = DoneView {
+        message: "unsubscribed_all",
+        title: "unsubscribed_title",
+        address: "",
+        list: &list,
+        base: &token,
+        action: Some(&action),
+        undo_minutes: None,
+    };
+    done(&state, lang, &target, Depth::Action, view)
+}
+
+/// `POST /u/{token}/preferences`: the page's per-list choices (`list=ID` for each ticked
+/// list). Only what differs from what the page showed is written.
+pub async fn save_preferences(
+    State(front): State<Arc<WebFront>>,
+    token: TokenPath,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let state = front.current();
+    let lang = lang(&headers);
+    let Found {
+        target,
+        client,
+        token,
+    } = match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let ticked: Vec<String> = form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "list")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect();
+    let action = preferences::new_action();
+    let evidence = evidence(&target, client, &headers, "preferences", Some(&action));
+    let plan = match preferences::plan(&state, &target, &ticked, evidence).await {
+        Ok(plan) => plan,
         Err(e) => {
-            error!(error = %crate::error_chain(&e), "cannot read consent for an undo");
-            return unavailable(lang);
+            error!(error = %crate::error_chain(&e), "cannot read consent for the preferences");
+            return unavailable(&state, lang, Depth::Action);
         }
     };
-    let recent_opt_out = records.iter().any(|r| {
-        r.scope == target.scope
-            && r.value == ConsentValue::No
-            && matches!(r.source, Source::OneClick | Source::Web)
-            && now.duration_since(r.updated_at).unwrap_or_default() <= state.config.undo_window
-    });
-    if target.expired || !recent_opt_out {
-        return (
+    let written = match plan.emptied.is_empty() {
+        true => state.store.record(&plan.changes).await.map(drop),
+        false => state.store.restore(&plan.changes, &plan.emptied).await,
+    };
+    if let Err(e) = written {
+        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record preferences");
+        return unavailable(&state, lang, Depth::Action);
+    }
+    info!(token = %target.claims.label(), %client, changes = plan.changes.len() + plan.emptied.len(), "preferences recorded");
+    let changed = !(plan.changes.is_empty() && plan.emptied.is_empty());
+    let view = DoneView {
+        message: "saved_text",
+        title: "saved_title",
+        address: "",
+        list: "",
+        base: &token,
+        action: changed.then_some(action.as_str()),
+        undo_minutes: None,
+    };
+    done(&state, lang, &target, Depth::Action, view)
+}
+
+/// `POST /u/{token}/undo`: puts back what the change `action` (from the form) altered,
+/// as it was before it, if the change is recent enough and the token has not expired.
+pub async fn undo(
+    State(front): State<Arc<WebFront>>,
+    token: TokenPath,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let state = front.current();
+    let lang = lang(&headers);
+    let Found {
+        target,
+        client,
+        token,
+    } = match start(&state, token, peer, &headers, lang, Charge::IfRefused).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let action = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.into_owned())
+        .filter(|a| preferences::is_action(a));
+    let cannot = || {
+        (
             StatusCode::FORBIDDEN,
-            Html(pages::problem(lang, Problem::CannotUndo)),
+            Html(
+                state
+                    .pages
+                    .problem(lang, Problem::CannotUndo, Depth::Action),
+            ),
         )
-            .into_response();
+            .into_response()
+    };
+    let Some(action) = action else {
+        return cannot();
+    };
+    if target.expired {
+        return cannot();
     }
-    let change = target.change(
-        ConsentValue::Yes,
-        Source::Web,
-        evidence(&target, client, &headers, "undo"),
-        now,
-    );
-    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
+    let evidence = evidence(&target, client, &headers, "undo", Some(&action));
+    let undo = match preferences::undo_of(&state, &target, &action, evidence).await {
+        Ok(Some(undo)) => undo,
+        Ok(None) => return cannot(),
+        Err(e) => {
+            error!(error = %crate::error_chain(&e), "cannot read consent for an undo");
+            return unavailable(&state, lang, Depth::Action);
+        }
+    };
+    if let Err(e) = state.store.restore(&undo.changes, &undo.emptied).await {
         error!(error = %crate::error_chain(&e), "cannot record an undo");
-        return unavailable(lang);
+        return unavailable(&state, lang, Depth::Action);
     }
-    info!(token = %target.claims.label(), %client, scope = %target.scope, "opt-out undone");
-    let list = list_name(&state, &target.scope);
-    Html(pages::undone(
+    info!(token = %target.claims.label(), %client, action, "change undone");
+    Html(
+        state
+            .pages
+            .undone(lang, &token, &pages::mask(target.address.as_str())),
+    )
+    .into_response()
+}
+
+/// The page after a change (`view` without the address and the undo time, which are
+/// filled in here), with its undo while the change may be undone.
+fn done(state: &WebState, lang: Lang, target: &Target, depth: Depth, view: DoneView) -> Response {
+    let undo_minutes =
+        (!target.expired && !state.config.undo_window.is_zero() && view.action.is_some())
+            .then(|| state.config.undo_window.as_secs().div_ceil(60));
+    let address = pages::mask(target.address.as_str());
+    Html(state.pages.done(
         lang,
-        &pages::mask(target.address.as_str()),
-        &list,
+        depth,
+        DoneView {
+            address: &address,
+            undo_minutes,
+            ..view
+        },
     ))
     .into_response()
+}
+
+/// `GET /u/assets/style.css`.
+pub async fn style(State(front): State<Arc<WebFront>>) -> Response {
+    let state = front.current();
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        state.pages.css.clone(),
+    )
+        .into_response()
+}
+
+/// `GET /u/assets/logo`.
+pub async fn logo(State(front): State<Arc<WebFront>>) -> Response {
+    let state = front.current();
+    match &state.pages.logo {
+        Some(logo) => (
+            [(header::CONTENT_TYPE, logo.content_type)],
+            logo.bytes.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no logo\n").into_response(),
+    }
 }
 
 /// `GET /healthz`.
@@ -168,11 +344,15 @@ pub async fn healthz(State(front): State<Arc<WebFront>>) -> Response {
 }
 
 /// Over the limit: a 429.
-fn too_many(lang: Lang) -> Response {
+fn too_many(state: &WebState, lang: Lang) -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::RETRY_AFTER, "60")],
-        Html(pages::problem(lang, Problem::TooManyRequests)),
+        Html(
+            state
+                .pages
+                .problem(lang, Problem::TooManyRequests, Depth::Token),
+        ),
     )
         .into_response()
 }
@@ -209,7 +389,7 @@ async fn start(
 ) -> Result<Found, Response> {
     let client = client_address(peer.ip(), headers, &state.config.trusted_proxies);
     if charge == Charge::Always && !state.limiter.allow(client) {
-        return Err(too_many(lang));
+        return Err(too_many(state, lang));
     }
     let resolved = match token {
         Ok(Path(token)) => state
@@ -227,31 +407,38 @@ async fn start(
         }),
         Err(ResolveError::Store(e)) => {
             error!(error = %crate::error_chain(&e), "cannot resolve a token");
-            Err(unavailable(lang))
+            Err(unavailable(state, lang, Depth::Token))
         }
         Err(e) => {
             state.refusals.note(client, &e);
             if charge == Charge::IfRefused && !state.limiter.allow(client) {
-                return Err(too_many(lang));
+                return Err(too_many(state, lang));
             }
-            Err(invalid_link(lang))
+            Err(problem_page(state, lang, Problem::InvalidLink))
         }
     }
 }
 
-fn invalid_link(lang: Lang) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Html(pages::problem(lang, Problem::InvalidLink)),
-    )
-        .into_response()
+fn problem_page(state: &WebState, lang: Lang, problem: Problem) -> Response {
+    let (status, retry) = match problem {
+        Problem::InvalidLink => (StatusCode::NOT_FOUND, None),
+        Problem::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Some("60")),
+        Problem::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, Some("60")),
+        Problem::CannotUndo => (StatusCode::FORBIDDEN, None),
+    };
+    let html = Html(state.pages.problem(lang, problem, Depth::Token));
+    match retry {
+        Some(after) => (status, [(header::RETRY_AFTER, after)], html).into_response(),
+        None => (status, html).into_response(),
+    }
 }
 
-fn unavailable(lang: Lang) -> Response {
+/// The store failed: nothing was changed, try again.
+fn unavailable(state: &WebState, lang: Lang, depth: Depth) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "60")],
-        Html(pages::problem(lang, Problem::Unavailable)),
+        Html(state.pages.problem(lang, Problem::Unavailable, depth)),
     )
         .into_response()
 }
@@ -281,24 +468,15 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn list_name<'a>(state: &'a WebState, scope: &'a Scope) -> ListName<'a> {
-    match scope {
-        Scope::All => ListName::All {
-            sender: &state.config.sender_name,
-        },
-        Scope::List(id) => ListName::Named(
-            state
-                .config
-                .list_names
-                .get(scope)
-                .map_or(id.as_str(), String::as_str),
-        ),
-    }
-}
-
 /// The audit trail's evidence: which token, from where, with what, and whether it had
 /// expired. Never the token itself.
-fn evidence(target: &Target, client: IpAddr, headers: &HeaderMap, what: &str) -> String {
+fn evidence(
+    target: &Target,
+    client: IpAddr,
+    headers: &HeaderMap,
+    what: &str,
+    action: Option<&str>,
+) -> String {
     let agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -306,8 +484,9 @@ fn evidence(target: &Target, client: IpAddr, headers: &HeaderMap, what: &str) ->
         .chars()
         .take(MAX_AGENT)
         .collect();
+    let action = action.map(|a| format!(" action={a}")).unwrap_or_default();
     format!(
-        "{what} token={}{} client={client} user-agent={agent:?}",
+        "{what}{action} token={}{} client={client} user-agent={agent:?}",
         target.claims.label(),
         if target.expired { " (expired)" } else { "" }
     )

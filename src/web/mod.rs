@@ -4,16 +4,21 @@
 //! Routes:
 //! - `POST /u/{token}`: unsubscribe. 200 only once the opt-out is durable; no cookie, no
 //!   redirect; repeating it is harmless.
-//! - `GET /u/{token}`: a page that asks; it never changes anything, because mail security
-//!   scanners fetch every link they see.
-//! - `POST /u/{token}/undo`: subscribe again, within the undo window, with a token that
-//!   has not expired.
+//! - `GET /u/{token}`: the preferences page: the person's lists and their states, the
+//!   token's list first; it never changes anything, because mail security scanners fetch
+//!   every link they see.
+//! - `POST /u/{token}/preferences`, `POST /u/{token}/all`: the page's per-list choices
+//!   and its "unsubscribe from all".
+//! - `POST /u/{token}/undo`: puts back exactly what a change from the pages altered (no
+//!   record stays no record), within the undo window, with a token that has not expired.
+//! - `GET /u/assets/style.css`, `GET /u/assets/logo`: the pages' style sheet and logo.
 //! - `GET /healthz`: 200 when the store answers, 503 when not.
 //! - `POST /sms/…`: SMS providers' inbound messages (see [`sms`]).
 
 mod client;
 mod handlers;
 pub mod pages;
+mod preferences;
 mod refusals;
 pub mod server;
 pub mod sms;
@@ -43,6 +48,8 @@ pub struct WebState {
     pub unsubscribe: Arc<Unsubscribe>,
     pub limiter: Arc<RateLimiter>,
     pub(crate) refusals: Arc<refusals::Refusals>,
+    /// The pages' templates, texts, style sheet and logo.
+    pub pages: Arc<pages::Pages>,
     /// The SMS providers' endpoints, when `[sms]` configures any.
     pub sms: Option<Arc<sms::SmsFront>>,
 }
@@ -52,6 +59,7 @@ impl WebState {
         config: WebConfig,
         store: Arc<dyn ConsentStore>,
         unsubscribe: Arc<Unsubscribe>,
+        pages: Arc<pages::Pages>,
         sms: Option<Arc<sms::SmsFront>>,
     ) -> Self {
         let limiter = Arc::new(RateLimiter::new(config.rate_limit));
@@ -61,6 +69,7 @@ impl WebState {
             unsubscribe,
             limiter,
             refusals: Arc::default(),
+            pages,
             sms,
         }
     }
@@ -86,6 +95,7 @@ impl WebFront {
         &self,
         config: WebConfig,
         unsubscribe: Arc<Unsubscribe>,
+        pages: Arc<pages::Pages>,
         sms: Option<Arc<sms::SmsFront>>,
     ) {
         let old = self.current();
@@ -99,6 +109,7 @@ impl WebFront {
             unsubscribe,
             limiter,
             refusals: old.refusals.clone(),
+            pages,
             sms,
         }));
     }
@@ -106,8 +117,7 @@ impl WebFront {
 
 /// The router, without a socket: tests call it with `oneshot`.
 pub fn app(state: Arc<WebFront>) -> Router {
-    let csp = HeaderValue::from_str(&pages::content_security_policy())
-        .unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    let csp = HeaderValue::from_static(pages::CONTENT_SECURITY_POLICY);
     let set =
         |name: HeaderName, value: HeaderValue| SetResponseHeaderLayer::overriding(name, value);
     Router::new()
@@ -116,6 +126,10 @@ pub fn app(state: Arc<WebFront>) -> Router {
             get(handlers::page).post(handlers::unsubscribe),
         )
         .route("/u/{token}/undo", post(handlers::undo))
+        .route("/u/{token}/all", post(handlers::unsubscribe_all))
+        .route("/u/{token}/preferences", post(handlers::save_preferences))
+        .route("/u/assets/style.css", get(handlers::style))
+        .route("/u/assets/logo", get(handlers::logo))
         .route("/sms/twilio", post(sms::twilio))
         .route("/sms/vonage", post(sms::vonage))
         .route("/sms/inbound", post(sms::generic))

@@ -122,6 +122,20 @@ impl Browser {
         format!("/session/{}{rest}", self.session)
     }
 
+    /// Makes the page `width` by `height` CSS pixels, as a screen that size shows it (a
+    /// phone's below 600 pixels).
+    pub fn viewport(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.session_path("/goog/cdp/execute"),
+            Some(
+                json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600
+                }}),
+            ),
+        );
+    }
+
     /// Opens `url` and waits for it to load.
     pub fn open(&self, url: &str) {
         self.call(
