@@ -22,7 +22,7 @@ fn admin_url() -> String {
 /// outside CI.
 pub async fn database(test: &str) -> Option<TestDb> {
     let admin = admin_url();
-    let mut conn = match PgConnection::connect(&admin).await {
+    let conn = match PgConnection::connect(&admin).await {
         Ok(conn) => conn,
         Err(error) => {
             let why = format!("no PostgreSQL at {admin}: {error}");
@@ -33,11 +33,9 @@ pub async fn database(test: &str) -> Option<TestDb> {
             return None;
         }
     };
+    drop(conn);
     let name = format!("optout_{}_{}", std::process::id(), rand_suffix(test));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create the test database");
+    one_at_a_time(&admin, format!("CREATE DATABASE {name}")).expect("create the test database");
     let url = match admin.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("OPTOUT_TEST_POSTGRES has no database part: {admin}"),
@@ -79,30 +77,39 @@ impl TestDb {
     }
 }
 
-/// One `DROP DATABASE` at a time: two at once wait for each other's ProcSignalBarrier on
-/// PostgreSQL 15 (both sessions show that wait) for about a minute.
-static DROPPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One `CREATE DATABASE` or `DROP DATABASE` at a time: two at once wait for each other's
+/// ProcSignalBarrier on PostgreSQL 15 (both sessions show that wait) for about a minute.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `sql` on the server at `admin` under [`ONE_AT_A_TIME`], on a thread with its own
+/// runtime (callers are inside a test's runtime, or in `Drop`).
+fn one_at_a_time(admin: &str, sql: String) -> Result<(), String> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let admin = admin.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect(&admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the thread panicked".into()))
+}
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _one = DROPPING.lock().unwrap_or_else(|e| e.into_inner());
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Dropping runs inside the test's runtime: do it on a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = one_at_a_time(&self.admin, sql);
     }
 }
 
