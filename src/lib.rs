@@ -30,6 +30,8 @@
 //! - [`import`]: reading address lists and ESP exports, and writing what they ask;
 //!   [`erase`]: erasing an address while keeping its suppression.
 //! - [`sms`]: SMS keywords (STOP, START, HELP) from SMS providers, and what each records.
+//! - [`secret_file`]: the API's tokens and the SMS providers' credentials, read with
+//!   their mode checked.
 //! - [`socket`]: socket specifications as Postfix and Sendmail write them; [`identity`]:
 //!   which file is at a path (the store's, a socket's).
 
@@ -47,6 +49,7 @@ pub mod intake;
 pub mod lmtp;
 pub mod metrics;
 pub mod milter;
+pub mod secret_file;
 pub mod sms;
 pub mod socket;
 pub mod store;

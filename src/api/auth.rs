@@ -8,33 +8,20 @@
 //! OpenDKIM accepts its keys).
 
 use crate::config::{ApiRights, ApiTokenSpec};
+use crate::secret_file::{self, SecretFileError};
 use sha2::{Digest, Sha256};
-use std::{os::unix::fs::MetadataExt, path::PathBuf};
+use std::path::PathBuf;
 use subtle::ConstantTimeEq;
 
 /// The shortest token accepted: 32 characters of the output of `openssl rand -hex 32`
 /// (the README's way to make one) are 128 bits.
 pub const MIN_TOKEN_CHARS: usize = 32;
-/// Token files are small; a larger file is not a token file.
-const MAX_TOKEN_FILE: u64 = 4096;
 
 /// A token file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
-    #[error("cannot read API token file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "API token file {path} may be read by others or written by its group (mode {mode:04o}); run chmod 640 (or 600) on it"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
-    #[error(
-        "API token file {path} does not hold one token of at least {MIN_TOKEN_CHARS} visible characters (make one with: openssl rand -hex 32)"
-    )]
-    Malformed { path: PathBuf },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
     #[error("API token files {0} and {1} hold the same token")]
     Duplicate(PathBuf, PathBuf),
 }
@@ -98,29 +85,12 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// The token in `spec`'s file, checked.
 fn read(spec: &ApiTokenSpec) -> Result<String, TokenFileError> {
-    use std::io::Read;
-    let path = &spec.file;
-    let read_error = |source| TokenFileError::Read {
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mode = file.metadata().map_err(read_error)?.mode() & 0o7777;
-    if mode & 0o027 != 0 {
-        return Err(TokenFileError::Permissions {
-            path: path.clone(),
-            mode,
-        });
-    }
-    let mut text = String::new();
-    file.take(MAX_TOKEN_FILE)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
-    let token = text.trim();
-    if token.len() < MIN_TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(TokenFileError::Malformed { path: path.clone() });
-    }
-    Ok(token.to_owned())
+    Ok(secret_file::read(
+        &spec.file,
+        "API token",
+        MIN_TOKEN_CHARS,
+        " (make one with: openssl rand -hex 32)",
+    )?)
 }
 
 pub use crate::web::bearer;

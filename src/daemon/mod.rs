@@ -47,7 +47,7 @@ pub enum DaemonError {
     #[error("cannot load the web pages")]
     Pages(#[from] crate::web::pages::PagesError),
     #[error(transparent)]
-    SmsCredential(#[from] crate::web::sms::credentials::CredentialError),
+    SecretFile(#[from] crate::secret_file::SecretFileError),
     #[error("the admin API stopped")]
     Api(#[source] io::Error),
     #[error("cannot install signal handlers")]

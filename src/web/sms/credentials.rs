@@ -1,47 +1,11 @@
-//! The providers' credentials, read from their files at start and at each reload.
-//!
-//! Like the API's token files, a credential file is refused when others may read it or
-//! its group may write it (readable by the service's group is accepted, as OpenDKIM
-//! accepts its keys). The generic endpoint's secret is kept only as its SHA-256, compared
-//! in constant time.
+//! The providers' credentials, read from their files ([`crate::secret_file`]) at start
+//! and at each reload. The generic endpoint's secret is kept only as its SHA-256,
+//! compared in constant time.
 
 use crate::config::SmsConfig;
+use crate::secret_file::{SecretFileError, read};
 use sha2::{Digest, Sha256};
-use std::{
-    io::Read,
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-};
 use subtle::ConstantTimeEq;
-
-/// Credential files are small; a larger file is not one.
-const MAX_FILE: u64 = 4096;
-
-/// A credential file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    #[error("cannot read {what} file {path}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "{what} file {path} may be read by others or written by its group (mode {mode:04o}); run chmod 640 (or 600) on it"
-    )]
-    Permissions {
-        what: &'static str,
-        path: PathBuf,
-        mode: u32,
-    },
-    #[error("{what} file {path} does not hold one secret of at least {min} visible characters")]
-    Malformed {
-        what: &'static str,
-        path: PathBuf,
-        min: usize,
-    },
-}
 
 /// The credentials of the configured providers.
 pub struct Credentials {
@@ -52,25 +16,32 @@ pub struct Credentials {
 
 impl Credentials {
     /// Reads the files `config` names.
-    pub fn load(config: &SmsConfig) -> Result<Self, CredentialError> {
+    pub fn load(config: &SmsConfig) -> Result<Self, SecretFileError> {
         Ok(Self {
             // Twilio's auth tokens are 32 hex digits.
             twilio_auth_token: config
                 .twilio
                 .as_ref()
-                .map(|t| read(&t.auth_token_file, "Twilio auth token", 32))
+                .map(|t| read(&t.auth_token_file, "Twilio auth token", 32, ""))
                 .transpose()?
                 .map(String::into_bytes),
             vonage_signature_secret: config
                 .vonage
                 .as_ref()
-                .map(|v| read(&v.signature_secret_file, "Vonage signature secret", 16))
+                .map(|v| read(&v.signature_secret_file, "Vonage signature secret", 16, ""))
                 .transpose()?
                 .map(String::into_bytes),
             generic_digest: config
                 .generic_secret_file
                 .as_ref()
-                .map(|path| read(path, "SMS shared secret", 32))
+                .map(|path| {
+                    read(
+                        path,
+                        "SMS shared secret",
+                        32,
+                        " (make one with: openssl rand -hex 32)",
+                    )
+                })
                 .transpose()?
                 .map(|secret| Sha256::digest(secret.as_bytes()).into()),
         })
@@ -85,42 +56,11 @@ impl Credentials {
     }
 }
 
-/// The secret in `path`, checked.
-fn read(path: &Path, what: &'static str, min: usize) -> Result<String, CredentialError> {
-    let read_error = |source| CredentialError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mode = file.metadata().map_err(read_error)?.mode() & 0o7777;
-    if mode & 0o027 != 0 {
-        return Err(CredentialError::Permissions {
-            what,
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    let mut text = String::new();
-    file.take(MAX_FILE)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
-    let secret = text.trim();
-    if secret.len() < min || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(CredentialError::Malformed {
-            what,
-            path: path.to_owned(),
-            min,
-        });
-    }
-    Ok(secret.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::TwilioConfig;
-    use std::{fs, os::unix::fs::PermissionsExt};
+    use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
     fn config(dir: &Path, text: &str, mode: u32) -> SmsConfig {
         let path = dir.join("secret");

@@ -16,6 +16,7 @@
 pub mod credentials;
 
 use super::WebFront;
+use crate::secret_file::SecretFileError;
 use crate::{
     config::{Config, SmsConfig},
     consent::PhonePolicy,
@@ -28,7 +29,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use credentials::{CredentialError, Credentials};
+use credentials::Credentials;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -42,7 +43,7 @@ pub struct SmsFront {
 
 impl SmsFront {
     /// The SMS side of `config`, credentials read; `None` without providers.
-    pub fn load(config: &Config) -> Result<Option<Arc<Self>>, CredentialError> {
+    pub fn load(config: &Config) -> Result<Option<Arc<Self>>, SecretFileError> {
         let Some(sms) = &config.sms else {
             return Ok(None);
         };
