@@ -105,29 +105,22 @@ pub async fn unsubscribe(
         )
             .into_response();
     }
-    let action = preferences::new_action();
-    let evidence = evidence(&target, client, &headers, "unsubscribe", Some(&action));
-    let change = target.change(ConsentValue::No, Source::Web, evidence, SystemTime::now());
-    if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
-        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
-        return unavailable(&state, lang, Depth::Token);
-    }
-    info!(token = %target.claims.label(), %client, source = %Source::Web, scope = %target.scope, "opt-out recorded");
-    let list = Pages::list_name(&state, lang, &target.scope);
-    let message = match target.scope {
-        Scope::All => "unsubscribed_all",
-        Scope::List(_) => "unsubscribed_list",
+    let scope = target.scope.clone();
+    let found = Found {
+        target,
+        client,
+        token,
     };
-    let view = DoneView {
-        message,
-        title: "unsubscribed_title",
-        address: "",
-        list: &list,
-        base: &token,
-        action: Some(&action),
-        undo_minutes: None,
-    };
-    done(&state, lang, &target, Depth::Token, view)
+    page_opt_out(
+        &state,
+        lang,
+        &headers,
+        found,
+        scope,
+        "unsubscribe",
+        Depth::Token,
+    )
+    .await
 }
 
 /// `POST /u/{token}/all`: the page's "unsubscribe from all".
@@ -147,24 +140,60 @@ pub async fn unsubscribe_all(
         Ok(found) => found,
         Err(response) => return response,
     };
+    let found = Found {
+        target,
+        client,
+        token,
+    };
+    page_opt_out(
+        &state,
+        lang,
+        &headers,
+        found,
+        Scope::All,
+        "unsubscribe-all",
+        Depth::Action,
+    )
+    .await
+}
+
+/// An opt-out from one of the pages' buttons, at `scope`: recorded with an action id,
+/// then the page that says so, with its undo.
+async fn page_opt_out(
+    state: &WebState,
+    lang: Lang,
+    headers: &HeaderMap,
+    found: Found,
+    scope: Scope,
+    what: &str,
+    depth: Depth,
+) -> Response {
+    let Found {
+        target,
+        client,
+        token,
+    } = found;
     let action = preferences::new_action();
     let change = Change {
-        scope: Scope::All,
+        scope: scope.clone(),
         ..target.change(
             ConsentValue::No,
             Source::Web,
-            evidence(&target, client, &headers, "unsubscribe-all", Some(&action)),
+            evidence(&target, client, headers, what, Some(&action)),
             SystemTime::now(),
         )
     };
     if let Err(e) = state.store.record(std::slice::from_ref(&change)).await {
-        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out from all");
-        return unavailable(&state, lang, Depth::Action);
+        error!(error = %crate::error_chain(&e), token = %target.claims.label(), "cannot record an opt-out");
+        return unavailable(state, lang, depth);
     }
-    info!(token = %target.claims.label(), %client, source = %Source::Web, scope = "*", "opt-out recorded");
-    let list = Pages::list_name(&state, lang, &Scope::All);
+    info!(token = %target.claims.label(), %client, source = %Source::Web, %scope, "opt-out recorded");
+    let list = Pages::list_name(state, lang, &scope);
     let view = DoneView {
-        message: "unsubscribed_all",
+        message: match scope {
+            Scope::All => "unsubscribed_all",
+            Scope::List(_) => "unsubscribed_list",
+        },
         title: "unsubscribed_title",
         address: "",
         list: &list,
@@ -172,7 +201,7 @@ pub async fn unsubscribe_all(
         action: Some(&action),
         undo_minutes: None,
     };
-    done(&state, lang, &target, Depth::Action, view)
+    done(state, lang, &target, depth, view)
 }
 
 /// `POST /u/{token}/preferences`: the page's per-list choices (`list=ID` for each ticked
