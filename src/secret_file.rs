@@ -2,9 +2,10 @@
 //! files read at start and at each reload.
 //!
 //! A secret file is refused when others may read it or its group may write it; readable
-//! by the service's group is accepted, as OpenDKIM accepts its keys, so that a package
-//! can give the files to root with the service's group. The secret is the file's text
-//! without the spaces around it, and must be visible characters only.
+//! by its group is accepted only when that is a group this process is in (the service's
+//! group), as OpenDKIM accepts its keys, so that a package can give the files to root
+//! with the service's group and nobody else. The secret is the file's text without the
+//! spaces around it, and must be visible characters only.
 
 use std::{
     io::Read,
@@ -26,7 +27,7 @@ pub enum SecretFileError {
         source: std::io::Error,
     },
     #[error(
-        "{what} file {path} may be read by others or written by its group (mode {mode:04o}); run chmod 640 (or 600) on it"
+        "{what} file {path} may be read by others, written by its group, or read by a group this process is not in (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
     )]
     Permissions {
         what: &'static str,
@@ -58,8 +59,9 @@ pub fn read(
         source,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
-    let mode = file.metadata().map_err(read_error)?.mode() & 0o7777;
-    if mode & 0o027 != 0 {
+    let meta = file.metadata().map_err(read_error)?;
+    let mode = meta.mode() & 0o7777;
+    if !private(&meta) {
         return Err(SecretFileError::Permissions {
             what,
             path: path.to_owned(),
@@ -80,4 +82,69 @@ pub fn read(
         });
     }
     Ok(secret.to_owned())
+}
+
+/// Whether only the file's owner, and for reading a group this process is in, may use
+/// the file at all.
+pub fn private(meta: &std::fs::Metadata) -> bool {
+    let mode = meta.mode();
+    mode & 0o037 == 0 && (mode & 0o040 == 0 || process_groups().contains(&meta.gid()))
+}
+
+/// The effective group and the supplementary groups of this process (from
+/// `/proc/self/status`: no system call needs `unsafe` for it).
+fn process_groups() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mut groups = Vec::new();
+    for line in status.lines() {
+        if let Some(ids) = line.strip_prefix("Gid:") {
+            // Real, effective, saved, filesystem: access checks use the filesystem one.
+            groups.extend(
+                ids.split_whitespace()
+                    .nth(3)
+                    .and_then(|g| g.parse::<u32>().ok()),
+            );
+        } else if let Some(ids) = line.strip_prefix("Groups:") {
+            groups.extend(ids.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{fs, os::unix::fs::PermissionsExt};
+
+    #[test]
+    fn a_group_may_read_only_when_this_process_is_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let read = |mode: u32| {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            super::read(&path, "test secret", 32, "")
+        };
+        // The file's group is this process's: 0640 is fine, 0660 and 0644 are not.
+        assert!(read(0o600).is_ok());
+        assert!(read(0o640).is_ok());
+        for mode in [0o660, 0o644, 0o604, 0o650] {
+            let error = read(mode).unwrap_err().to_string();
+            assert!(error.contains("chmod 600"), "{mode:o}: {error}");
+        }
+        // Another group (as root, the tests can give the file one): 0640 is refused.
+        let other = 65534;
+        if !process_groups().contains(&other)
+            && std::process::Command::new("chgrp")
+                .arg(other.to_string())
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            let error = read(0o640).unwrap_err().to_string();
+            assert!(error.contains("mode 0640"), "{error}");
+        } else {
+            eprintln!("SKIPPED the other-group case: cannot give the file another group here");
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "token key file {path} is readable or writable by group or others (mode {mode:04o}); run chmod 600 on it"
+        "token key file {path} may be read by others, written by its group, or read by a group this process is not in (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
     )]
     Permissions { path: PathBuf, mode: u32 },
     #[error(
@@ -89,7 +89,9 @@ impl Keyring {
     }
 }
 
-/// The secret in the key file at `path`: present, owner-only, at least 32 bytes. Also the
+/// The secret in the key file at `path`: present, readable by its owner (and, for reading,
+/// a group this process is in: [`crate::secret_file::private`]) only, at least 32 bytes.
+/// Also the
 /// erasure key's reader ([`crate::consent::Erasure`]).
 pub fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     let read_error = |source| KeyError::Read {
@@ -105,7 +107,7 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
         other => other.map_err(read_error)?,
     };
     let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
+    if !crate::secret_file::private(&meta) {
         return Err(KeyError::Permissions {
             path: path.to_owned(),
             mode,
@@ -156,15 +158,21 @@ mod tests {
             file: path.clone(),
         };
         assert!(Keyring::load(std::slice::from_ref(&spec)).is_ok());
+        // Readable by the file's group, which is this process's (as the service's group
+        // would be): accepted, as OpenDKIM accepts it.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        let error = Keyring::load(std::slice::from_ref(&spec))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            error.contains("mode 0640") && error.contains("chmod 600"),
-            "{error}"
-        );
+        assert!(Keyring::load(std::slice::from_ref(&spec)).is_ok());
+        for mode in [0o644, 0o660] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let error = Keyring::load(std::slice::from_ref(&spec))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                error.contains(&format!("mode {mode:04o}")) && error.contains("chmod 600"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use std::{os::unix::fs::MetadataExt, path::PathBuf};
+use std::path::PathBuf;
 
 /// The secret's prefix in the specification's format.
 const PREFIX: &str = "whsec_";
@@ -16,16 +16,8 @@ const MAX_BYTES: usize = 64;
 /// A secret file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read webhook secret file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "webhook secret file {path} may be read by others or written by its group (mode {mode:04o}); run chmod 640 (or 600) on it"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    File(#[from] crate::secret_file::SecretFileError),
     #[error(
         "webhook secret file {path} does not hold whsec_ and the base64 of {MIN_BYTES} to {MAX_BYTES} bytes (make one with: printf 'whsec_%s\\n' \"$(openssl rand -base64 32)\" > FILE)"
     )]
@@ -36,27 +28,11 @@ pub enum SecretError {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    /// Reads the secret in `path`; like token files, it may be readable by the group.
+    /// Reads the secret in `path` ([`crate::secret_file`]: like token files, it may be
+    /// readable by the service's group).
     pub fn load(path: &std::path::Path) -> Result<Self, SecretError> {
-        let read_error = |source| SecretError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(read_error)?;
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o027 != 0 {
-            return Err(SecretError::Permissions {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        if meta.len() > 1024 {
-            return Err(SecretError::Malformed {
-                path: path.to_owned(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_error)?;
-        Self::parse(text.trim()).ok_or_else(|| SecretError::Malformed {
+        let text = crate::secret_file::read(path, "webhook secret", 1, "")?;
+        Self::parse(&text).ok_or_else(|| SecretError::Malformed {
             path: path.to_owned(),
         })
     }
