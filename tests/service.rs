@@ -432,3 +432,108 @@ fn metrics_count_exactly_what_happened() {
     }
     daemon.stop();
 }
+
+/// Issue 17, item 2: under `Type=notify`, systemd counts the service started when it says
+/// READY=1, so READY=1 must come only once the milter's socket takes connections; a
+/// reload is RELOADING=1 then READY=1, a stop STOPPING=1.
+#[test]
+fn readiness_is_told_to_systemd_once_the_sockets_listen() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let port = common::mta::free_port();
+    let config = dir.path().join("optout-milter.toml");
+    std::fs::write(
+        &config,
+        daemon_config(dir.path(), "").replace("@PORT@", &port.to_string()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--init"])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("OPTOUT_MILTER_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let next = || {
+        let mut buffer = [0u8; 512];
+        let n = socket
+            .recv(&mut buffer)
+            .expect("a notification within 30 s");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "READY=1 before the milter listens"
+    );
+    let kill = |name: &str| {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill("HUP");
+    assert_eq!(next(), "RELOADING=1");
+    assert!(next().lines().any(|l| l == "READY=1"));
+    kill("TERM");
+    assert_eq!(next(), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
+
+/// Issue 17, item 2: the shipped unit passes `systemd-analyze verify` and scores 2.0 or
+/// lower in `systemd-analyze security` (lower is safer); it says `Type=notify`, which
+/// `readiness_is_told_to_systemd_once_the_sockets_listen` holds the daemon to.
+#[test]
+fn the_unit_verifies_and_is_hardened() {
+    let analyze = "/usr/bin/systemd-analyze";
+    if !common::mta::require_programs("the_unit_verifies_and_is_hardened", &[analyze]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("optout-milter.service");
+    let text = include_str!("../deploy/systemd/optout-milter.service");
+    assert!(text.contains("\nType=notify\n") && text.contains("\nUMask=0027\n"));
+    // As installed, but with the binary this build made.
+    std::fs::write(
+        &unit,
+        text.replace(
+            "/usr/bin/optout-milter",
+            env!("CARGO_BIN_EXE_optout-milter"),
+        ),
+    )
+    .unwrap();
+    let verify = Command::new(analyze)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new(analyze)
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for optout-milter.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {report}"));
+    assert!(score <= 2.0, "exposure {score}:\n{report}");
+}

@@ -9,6 +9,7 @@
 
 mod app;
 mod listeners;
+mod notify;
 
 pub use app::{App, load_erasure};
 pub use listeners::Listeners;
@@ -135,6 +136,7 @@ pub async fn run(
         webhooks = config.webhooks.len(),
         "optout-milter started"
     );
+    notify::notify("READY=1\nSTATUS=serving");
     servers.push(Box::pin(async move {
         ended
             .await
@@ -164,13 +166,18 @@ pub async fn run(
     loop {
         tokio::select! {
             request = reload.recv(), if reloads_open => match request {
-                Some(()) => reload_logged(&mut app),
+                Some(()) => {
+                    notify::notify("RELOADING=1");
+                    reload_logged(&mut app);
+                    notify::notify("READY=1\nSTATUS=serving");
+                }
                 None => reloads_open = false,
             },
             () = &mut shutdown => break,
             result = &mut all => return result,
         }
     }
+    notify::notify("STOPPING=1");
     let _ = stop.send(true);
     let result = all.await;
     info!("stopped");
