@@ -659,10 +659,18 @@ async fn an_erased_address_leaves_the_store_and_stays_refused_until_lifted() {
     .await
     .json();
     assert_eq!(decision["reason"], "opted-out");
-    // The feed keeps an "erased" entry, without the address.
-    let feed = request(addr, "GET", "/v1/changes", Some(READ), None)
-        .await
-        .text();
+    // The feed keeps an "erased" entry, without the address. (On PostgreSQL a change is
+    // handed out once every older transaction on the server has ended: wait for it.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let feed = loop {
+        let feed = request(addr, "GET", "/v1/changes", Some(READ), None)
+            .await
+            .text();
+        if feed.contains(&pseudonym) || std::time::Instant::now() > deadline {
+            break feed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(!feed.contains("gus@example.org"), "{feed}");
     assert!(
         feed.contains(&pseudonym) && feed.contains("\"erasure\""),

@@ -34,6 +34,8 @@ pub async fn database(test: &str) -> Option<TestDb> {
         }
     };
     drop(conn);
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(|| drop_stale(&admin));
     let name = format!("optout_{}_{}", std::process::id(), rand_suffix(test));
     one_at_a_time(&admin, format!("CREATE DATABASE {name}")).expect("create the test database");
     let url = match admin.rsplit_once('/') {
@@ -106,10 +108,49 @@ fn one_at_a_time(admin: &str, sql: String) -> Result<(), String> {
     .unwrap_or_else(|_| Err("the thread panicked".into()))
 }
 
+/// A test's database outlives its test: it is dropped by the next test process, before
+/// its first test ([`drop_stale`]). A `DROP DATABASE` takes a transaction id and can wait
+/// a minute for every backend of the cluster to absorb its ProcSignalBarrier; while it
+/// waits, the change feed of every other test's database stands still (it hands out only
+/// what is older than the oldest transaction running), and feed tests running beside it
+/// time out.
 impl Drop for TestDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = one_at_a_time(&self.admin, sql);
+    fn drop(&mut self) {}
+}
+
+/// Drops the test databases of processes that have ended.
+fn drop_stale(admin: &str) {
+    let names = {
+        let admin = admin.to_owned();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                sqlx::query_scalar::<_, String>(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'optout\\_%'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    };
+    for name in names {
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if pid.is_some() && !alive {
+            let _ = one_at_a_time(
+                admin,
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
     }
 }
 
