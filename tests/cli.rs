@@ -819,3 +819,84 @@ fn phone_numbers_are_recorded_on_channel_sms_in_e164() {
     );
     drop(dir);
 }
+
+/// Issue 17, item 3: the manuals come from the command line's definition and the example
+/// config, and render with `man` without a warning; the completions are made for bash,
+/// zsh and fish, and the bash one is valid bash.
+#[test]
+fn manuals_render_without_warnings_and_completions_are_made() {
+    if let Some(missing) = ["/usr/bin/man", "/usr/bin/bash"]
+        .into_iter()
+        .find(|p| !Path::new(p).exists())
+    {
+        let why = format!("{missing} is not installed");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{why} (required under CI=true)"
+        );
+        eprintln!("SKIPPED manuals_render_without_warnings_and_completions_are_made: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (page, expect) in [
+        (
+            "optout-milter.8",
+            ["consent set", "check-config", "SIGHUP", "--store"],
+        ),
+        (
+            "optout-milter.toml.5",
+            ["[milter]", "on_store_error", "[web.brand]", "[sms.twilio]"],
+        ),
+    ] {
+        let roff = run(&["manual", page]);
+        let file = dir.path().join(page);
+        fs::write(&file, &roff).unwrap();
+        let man = Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l"])
+            .arg(&file)
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&man.stderr);
+        assert!(
+            man.status.success() && stderr.is_empty(),
+            "{page}: {stderr}"
+        );
+        // Bold and underline come as overstrikes ("x\x08x"): keep the last of each.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&man.stdout).chars() {
+            match c {
+                '\u{8}' => drop(text.pop()),
+                '\u{2010}' | '\u{2212}' => text.push('-'),
+                c => text.push(c),
+            }
+        }
+        for needle in expect {
+            assert!(text.contains(needle), "{page} lacks {needle:?}:\n{text}");
+        }
+    }
+    let bash = run(&["completions", "bash"]);
+    let file = dir.path().join("optout-milter.bash");
+    fs::write(&file, &bash).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(bash.contains("check-config") && bash.contains("consent"));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef optout-milter"));
+    assert!(run(&["completions", "fish"]).contains("complete -c optout-milter"));
+}

@@ -7,6 +7,7 @@ mod check;
 mod consent;
 mod ingest;
 pub mod logs;
+pub mod manual;
 mod serve;
 mod token;
 
@@ -91,6 +92,11 @@ pub enum Command {
     /// The admin API.
     #[command(subcommand)]
     Api(ApiCommand),
+    /// Print a manual page in roff (read it with `man -l -`): `optout-milter.8`, the
+    /// program, or `optout-milter.toml.5`, the config file.
+    Manual { page: manual::Page },
+    /// Print shell completions: bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +273,19 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
     if let Command::Token(TokenCommand::Keygen { file }) = &cli.command {
         return token::keygen(file);
     }
+    // Nor do the manuals and completions.
+    match &cli.command {
+        Command::Manual { page } => {
+            let mut out = std::io::stdout().lock();
+            manual::write(*page, &mut out).map_err(CliError::Output)?;
+            return Ok(());
+        }
+        Command::Completions { shell } => {
+            manual::completions(*shell, &mut std::io::stdout().lock());
+            return Ok(());
+        }
+        _ => {}
+    }
     // Nor does the API's description.
     if let Command::Api(ApiCommand::Openapi) = &cli.command {
         print!("{}", crate::api::openapi_json());
@@ -306,7 +325,10 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Consent(command) => consent::run(&config, command).await?,
         Command::Token(command) => token::run(&config, command).await?,
         Command::Ingest { sender, recipients } => ingest::run(&config, sender, recipients).await?,
-        Command::Store(_) | Command::Api(_) => {
+        Command::Store(_)
+        | Command::Api(_)
+        | Command::Manual { .. }
+        | Command::Completions { .. } => {
             unreachable!("handled before the config is read")
         }
     }
