@@ -4,7 +4,10 @@
 //! A secret file is refused when others may read it or its group may write it; readable
 //! by its group is accepted only when that is a group this process is in (the service's
 //! group), as OpenDKIM accepts its keys, so that a package can give the files to root
-//! with the service's group and nobody else. The secret is the file's text without the
+//! with the service's group and nobody else. Root (an administrator's command, such as
+//! `token mint` beside the service) is in no such group, so for root the group must be a
+//! service user's own group (the user `optout-milter` and its group `optout-milter`, as
+//! `adduser --system --group` makes them), never a group of people such as `adm`. The secret is the file's text without the
 //! spaces around it, and must be visible characters only.
 
 use std::{
@@ -27,7 +30,7 @@ pub enum SecretFileError {
         source: std::io::Error,
     },
     #[error(
-        "{what} file {path} may be read by others, written by its group, or read by a group this process is not in (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
+        "{what} file {path} may be read by others, written by its group, or read by a group that is not the service's (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
     )]
     Permissions {
         what: &'static str,
@@ -88,13 +91,51 @@ pub fn read(
 /// the file at all.
 pub fn private(meta: &std::fs::Metadata) -> bool {
     let mode = meta.mode();
-    mode & 0o037 == 0 && (mode & 0o040 == 0 || process_groups().contains(&meta.gid()))
+    mode & 0o037 == 0 && (mode & 0o040 == 0 || group_may_read(meta.gid()))
 }
 
-/// The effective group and the supplementary groups of this process (from
-/// `/proc/self/status`: no system call needs `unsafe` for it).
-fn process_groups() -> Vec<u32> {
+/// Whether group `gid` may read a secret: a group this process is in, or for root a
+/// service user's own group.
+fn group_may_read(gid: u32) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    process_groups(&status).contains(&gid)
+        || (effective_uid(&status) == Some(0)
+            && service_group(
+                &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+                &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+                gid,
+            ))
+}
+
+/// Whether `gid` is the primary group of a user of the same name, in `group(5)` and
+/// `passwd(5)` text.
+fn service_group(group: &str, passwd: &str, gid: u32) -> bool {
+    let field = |line: &'_ str, n: usize| line.split(':').nth(n).map(str::to_owned);
+    let Some(name) = group
+        .lines()
+        .find(|line| field(line, 2).and_then(|g| g.parse::<u32>().ok()) == Some(gid))
+        .and_then(|line| field(line, 0))
+    else {
+        return false;
+    };
+    passwd.lines().any(|line| {
+        field(line, 0).as_deref() == Some(name.as_str())
+            && field(line, 3).and_then(|g| g.parse::<u32>().ok()) == Some(gid)
+    })
+}
+
+/// The effective user id of this process, from `/proc/self/status` text.
+fn effective_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+}
+
+/// The effective group and the supplementary groups of this process, from
+/// `/proc/self/status` text (no system call needs `unsafe` for it).
+fn process_groups(status: &str) -> Vec<u32> {
     let mut groups = Vec::new();
     for line in status.lines() {
         if let Some(ids) = line.strip_prefix("Gid:") {
@@ -133,8 +174,10 @@ mod tests {
             assert!(error.contains("chmod 600"), "{mode:o}: {error}");
         }
         // Another group (as root, the tests can give the file one): 0640 is refused.
+        // 65534 is `nogroup`, no user's own group, so not even root accepts it.
+        let status = fs::read_to_string("/proc/self/status").unwrap();
         let other = 65534;
-        if !process_groups().contains(&other)
+        if !process_groups(&status).contains(&other)
             && std::process::Command::new("chgrp")
                 .arg(other.to_string())
                 .arg(&path)
@@ -146,5 +189,19 @@ mod tests {
         } else {
             eprintln!("SKIPPED the other-group case: cannot give the file another group here");
         }
+    }
+
+    #[test]
+    fn root_accepts_a_service_users_own_group_only() {
+        let group = "root:x:0:\nadm:x:4:syslog,jane\noptout-milter:x:998:\nnogroup:x:65534:\n";
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+                      optout-milter:x:999:998::/var/lib/optout-milter:/usr/sbin/nologin\n";
+        assert!(service_group(group, passwd, 998));
+        // A group of people, a group whose user has another primary group, none at all.
+        assert!(!service_group(group, passwd, 4));
+        assert!(!service_group(group, passwd, 65534));
+        assert!(!service_group(group, passwd, 1234));
+        assert_eq!(effective_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
     }
 }

@@ -41,7 +41,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "token key file {path} may be read by others, written by its group, or read by a group this process is not in (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
+        "token key file {path} may be read by others, written by its group, or read by a group that is not the service's (mode {mode:04o}); run chmod 600 on it, or chmod 640 with the service's group"
     )]
     Permissions { path: PathBuf, mode: u32 },
     #[error(
