@@ -47,7 +47,7 @@ expect_stat() {
 }
 
 [ "$(id -u)" = 0 ] || fail "it must run as root (it installs the package)"
-for program in apt dpkg-statoverride postfix postconf postmap smtp-sink swaks curl setpriv \
+for program in apt dpkg-statoverride postfix postconf postmap sendmail smtp-sink swaks curl setpriv \
     unshare python3 readelf systemd-analyze man; do
     command -v "$program" >/dev/null || fail "$program is not installed"
 done
@@ -70,7 +70,7 @@ if dpkg-query -W -f '${Status}' optout-milter 2>/dev/null | grep -q installed; t
     step "purging the package left by an earlier run"
     dpkg --purge optout-milter >/dev/null
 fi
-rm -rf /var/lib/optout-milter
+rm -rf /var/lib/optout-milter /var/spool/postfix/optout-milter
 
 # The machine's own Postfix, as Debian's "Internet Site" answer sets it up, logging to a
 # file (no syslog here), started.
@@ -166,6 +166,8 @@ nofile=$(setting LimitNOFILE)
 exec_start=$(setting ExecStart)
 state=/var/lib/$(setting StateDirectory)
 runtime=/run/$(setting RuntimeDirectory)
+# ReadWritePaths=, without the "-" that lets a missing path be ignored.
+writable=$(sed -n 's/^ReadWritePaths=-\{0,1\}//p' "$unit" | tr '\n' ' ')
 [ "$(setting ProtectSystem)" = strict ] || fail "the unit no longer says ProtectSystem=strict"
 
 # systemd makes the runtime directory for the service; sd_notify messages come to an
@@ -184,7 +186,8 @@ listener_pid=$!
 wait_until "the notify socket" 10 grep -q optout-package-test /proc/net/unix
 
 # Starts the installed daemon as the unit would and waits for its READY=1:
-# ProtectSystem=strict (all read-only but the state and runtime directories),
+# ProtectSystem=strict (all read-only but the state and runtime directories and the
+# ReadWritePaths that exist),
 # PrivateTmp, ProtectHome, NoNewPrivileges, no capabilities, the unit's user, group,
 # umask and fd limit, working directory / and the environment systemd gives.
 start_daemon() {
@@ -193,9 +196,12 @@ start_daemon() {
         HOME="$home" USER="$user" LOGNAME="$user" SHELL=/usr/sbin/nologin \
         STATE_DIRECTORY="$state" RUNTIME_DIRECTORY="$runtime" \
         unshare --mount --propagation private -- sh -euc '
-            state=$1 runtime=$2 user=$3 group=$4 umask=$5 nofile=$6
-            shift 6
+            state=$1 runtime=$2 user=$3 group=$4 umask=$5 nofile=$6 writable=$7
+            shift 7
             for dir in "$state" "$runtime"; do mount --bind "$dir" "$dir"; done
+            for dir in $writable; do
+                if [ -e "$dir" ]; then mount --bind "$dir" "$dir"; fi
+            done
             mount -t tmpfs -o mode=1777 tmpfs /tmp
             mount -t tmpfs -o mode=1777 tmpfs /var/tmp
             for dir in /home /root /run/user; do
@@ -209,7 +215,7 @@ start_daemon() {
             ulimit -n "$nofile" 2>/dev/null || ulimit -n "$(ulimit -H -n)"
             exec setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
                 --inh-caps=-all --bounding-set=-all -- "$@"
-        ' sh "$state" "$runtime" "$user" "$group" "$umask" "$nofile" $exec_start \
+        ' sh "$state" "$runtime" "$user" "$group" "$umask" "$nofile" "$writable" $exec_start \
         >>"$work/daemon.log" 2>&1 &
     daemon_pid=$!
     wait_until "READY=1 from the daemon" 60 grep -qx READY=1 "$notify"
@@ -323,6 +329,24 @@ wait_until "dave's opt-out by LMTP" 60 \
 wait_until "Postfix's log of the delivery to LMTP" 30 grep -q \
     "to=<${mailto#mailto:}>, relay=127.0.0.1\[127.0.0.1\]:2424,.*status=sent" "$maillog"
 stop_daemon
+
+step "README: a unix socket inside Postfix's chroot"
+chroot_lines=$(readme_block chroot)
+[ -n "$chroot_lines" ] || fail "README.md has no chroot block"
+bash -euxc "$chroot_lines" </dev/null
+start_daemon
+postfix reload >/dev/null 2>&1
+expect_stat /var/spool/postfix/optout-milter/milter.sock "optout-milter:postfix 660"
+transcript=$(send --from news@example.com --to jane@example.org --header "Subject: Weekly news")
+grep -q '<\*\* *550 5\.7\.1' <<<"$transcript" || fail "jane was not refused by the socket: $transcript"
+# A local submission: Postfix's cleanup, chrooted too, asks the milter at the same socket.
+printf 'Subject: Weekly news\n\nHello\n' | sendmail -f news@example.com grace@example.org
+wait_until "the local newsletter to grace" 60 has_delivery grace@example.org
+grep -q '^List-Unsubscribe-Post: List-Unsubscribe=One-Click' "$(delivered grace@example.org)" ||
+    fail "the local submission got no unsubscribe headers"
+stop_daemon
+[ ! -e /var/spool/postfix/optout-milter/milter.sock ] || fail "the socket is left after the stop"
+
 if grep -q 'Read-only file system\|Permission denied' "$work/daemon.log"; then
     fail "the daemon met its sandbox: $(grep 'Read-only\|Permission denied' "$work/daemon.log")"
 fi
