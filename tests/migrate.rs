@@ -153,3 +153,83 @@ async fn sqlite_to_postgres_and_back_gives_the_same_store() {
     assert!(!success && stderr.contains("no store"), "{stderr}");
     assert!(!dir.path().join("missing.db").exists());
 }
+
+/// An SMS provider may retry a message after the store moved: the ids of the messages
+/// already applied move with it, so the retry still records nothing (STOP, START, then
+/// STOP's retry on the new store leaves the number subscribed).
+#[tokio::test]
+async fn applied_message_ids_move_with_the_store() {
+    use optout_milter::{
+        consent::{AddressPolicy, Change, Channel, ConsentValue, Scope, Source},
+        store::{self, copy},
+    };
+    let test = "applied_message_ids_move_with_the_store";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let change = |value| Change {
+        address: AddressPolicy::default()
+            .normalize("jane@example.org")
+            .unwrap(),
+        channel: Channel::Email,
+        scope: Scope::All,
+        value,
+        source: Source::SmsKeyword,
+        at: std::time::SystemTime::now(),
+        evidence: "test".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite:{}/first.db", dir.path().display());
+    let first = store::open_or_create(&sqlite).await.unwrap();
+    assert!(
+        first
+            .record_once("twilio:SM1", &[change(ConsentValue::No)])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        first
+            .record_once("twilio:SM2", &[change(ConsentValue::Yes)])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(first);
+
+    let tallies = copy::copy(&sqlite, &db.url).await.unwrap();
+    let applied = tallies
+        .iter()
+        .find(|t| t.table == "applied_message")
+        .unwrap();
+    assert_eq!(applied.rows, 2);
+    let moved = store::open(&db.url).await.unwrap();
+    assert_eq!(
+        moved
+            .record_once("twilio:SM1", &[change(ConsentValue::No)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        moved
+            .record_once("twilio:SM3", &[change(ConsentValue::No)])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(moved);
+
+    let back = format!("sqlite:{}/back.db", dir.path().display());
+    copy::copy(&db.url, &back).await.unwrap();
+    let back = store::open(&back).await.unwrap();
+    for id in ["twilio:SM1", "twilio:SM2", "twilio:SM3"] {
+        assert_eq!(
+            back.record_once(id, &[change(ConsentValue::Yes)])
+                .await
+                .unwrap(),
+            None,
+            "{id}"
+        );
+    }
+}

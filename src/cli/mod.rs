@@ -108,8 +108,9 @@ pub enum ApiCommand {
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Copy a store to another backend (SQLite to PostgreSQL and back): current state,
-    /// history and token subjects, compared by row counts and checksums at the end. Safe
-    /// to re-run. Stop the daemons writing to the source first.
+    /// history, token subjects and the ids of inbound messages already applied, compared
+    /// by row counts and checksums at the end. Safe to re-run. Stop the daemons writing to
+    /// the source first.
     Migrate {
         /// The store to copy, e.g. sqlite:///var/lib/optout-milter/consent.db
         #[arg(long)]

@@ -1,7 +1,8 @@
 //! `optout-milter store migrate`: copying a whole store to another (SQLite to PostgreSQL
 //! when a second MTA arrives, and back), with every table as it is: current state, the
-//! history with its ids and times, and the token subjects with their ids, so that every
-//! token minted so far still resolves.
+//! history with its ids and times, the token subjects with their ids, so that every
+//! token minted so far still resolves, and the ids of the inbound messages already
+//! applied, so that a provider's retry after the move is still recognised.
 //!
 //! Safe to re-run: rows are copied by id (history, subjects) or key (current state), and a
 //! row already there is left alone, so an interrupted copy continues where it stopped.
@@ -53,11 +54,11 @@ struct Table {
     name: &'static str,
     columns: &'static [&'static str],
     key: &'static [&'static str],
-    /// Whether a key column is a generated id (PostgreSQL must be told to take ours).
+    /// Whether the key is a generated numeric id (PostgreSQL must be told to take ours).
     identity: bool,
 }
 
-const TABLES: [Table; 3] = [
+const TABLES: [Table; 4] = [
     Table {
         name: "token_subject",
         columns: &["id", "address", "scope", "created_at"],
@@ -91,6 +92,13 @@ const TABLES: [Table; 3] = [
             "evidence",
         ],
         key: &["address", "channel", "scope"],
+        identity: false,
+    },
+    // Text ids in byte order on both sides (PostgreSQL's column is COLLATE "C").
+    Table {
+        name: "applied_message",
+        columns: &["id", "applied_at"],
+        key: &["id"],
         identity: false,
     },
 ];
@@ -167,8 +175,8 @@ async fn page(pool: &AnyPool, table: &Table, after: &[String]) -> Result<Vec<Any
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (value, column) in after.iter().zip(table.key) {
-        query = match *column {
-            "id" => query.bind(value.parse::<i64>().unwrap_or(i64::MAX)),
+        query = match (*column, table.identity) {
+            ("id", true) => query.bind(value.parse::<i64>().unwrap_or(i64::MAX)),
             _ => query.bind(value.clone()),
         };
     }
