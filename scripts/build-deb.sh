@@ -9,6 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Debian changelog names the version it packages.
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+if ! head -n 1 deploy/debian/changelog | grep -qF "optout-milter ($version-1)"; then
+    echo "build-deb: deploy/debian/changelog does not begin with version $version-1" >&2
+    exit 1
+fi
+
 cargo build --release --locked
 bin=target/release/optout-milter
 out=target/release/package

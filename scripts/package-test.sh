@@ -48,20 +48,25 @@ expect_stat() {
 
 [ "$(id -u)" = 0 ] || fail "it must run as root (it installs the package)"
 for program in apt dpkg-statoverride postfix postconf postmap sendmail smtp-sink swaks curl setpriv \
-    unshare python3 readelf systemd-analyze man; do
+    unshare strace lintian python3 readelf systemd-analyze man; do
     command -v "$program" >/dev/null || fail "$program is not installed"
 done
 
 work=$(mktemp -d /var/tmp/optout-package-test.XXXXXX)
 chmod 0755 "$work" # the sink writes as nobody
+# On a file system of its own (/dev/shm), which stays writable when / is made read-only
+# for the daemon (a file open for writing would keep / from being remounted).
+traces=$(mktemp -d /dev/shm/optout-package-trace.XXXXXX)
 daemon_pid=
 listener_pid=
 sink_pid=
 cleanup() {
+    pkill -x -u optout-milter optout-milter 2>/dev/null || true
     for pid in $daemon_pid $listener_pid $sink_pid; do
         kill "$pid" 2>/dev/null || true
     done
     postfix stop >/dev/null 2>&1 || true
+    rm -rf "$traces"
 }
 trap cleanup EXIT
 
@@ -94,6 +99,13 @@ install=$(readme_block install)
 [ -n "$install" ] || fail "README.md has no install block"
 DEBIAN_FRONTEND=noninteractive bash -euxc "$install" </dev/null
 
+step "lintian, Debian's own checks of the package"
+# Every error and warning fails; the one tag left out asks for the bug that announced
+# the package to Debian's archive, where it has not gone.
+lintian --tag-display-limit 0 --fail-on error,warning \
+    --suppress-tags initial-upload-closes-no-bugs target/debian/optout-milter_*.deb ||
+    fail "lintian found problems"
+
 step "checking the installed files"
 dpkg-query -W -f '${Status}\n' optout-milter | grep -qx 'install ok installed' ||
     fail "the package is not installed"
@@ -123,6 +135,7 @@ for file in /usr/share/man/man8/optout-milter.8.gz /usr/share/man/man5/optout-mi
     /usr/share/zsh/vendor-completions/_optout-milter \
     /usr/share/fish/vendor_completions.d/optout-milter.fish \
     /usr/share/doc/optout-milter/README.md /usr/share/doc/optout-milter/copyright \
+    /usr/share/doc/optout-milter/changelog.gz /usr/share/doc/optout-milter/changelog.Debian.gz \
     /usr/share/doc/optout-milter/examples/postfix/main.cf; do
     expect_stat "$file" "root:root 644"
 done
@@ -189,15 +202,19 @@ wait_until "the notify socket" 10 grep -q optout-package-test /proc/net/unix
 # ProtectSystem=strict (all read-only but the state and runtime directories and the
 # ReadWritePaths that exist),
 # PrivateTmp, ProtectHome, NoNewPrivileges, no capabilities, the unit's user, group,
-# umask and fd limit, working directory / and the environment systemd gives.
+# umask and fd limit, working directory / and the environment systemd gives. Traced by
+# strace, so that the system calls it made can be held to the unit's filters.
+starts=0
 start_daemon() {
+    starts=$((starts + 1))
     : >"$notify"
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin NOTIFY_SOCKET=@optout-package-test \
         HOME="$home" USER="$user" LOGNAME="$user" SHELL=/usr/sbin/nologin \
         STATE_DIRECTORY="$state" RUNTIME_DIRECTORY="$runtime" \
         unshare --mount --propagation private -- sh -euc '
             state=$1 runtime=$2 user=$3 group=$4 umask=$5 nofile=$6 writable=$7
-            shift 7
+            trace=$8
+            shift 8
             for dir in "$state" "$runtime"; do mount --bind "$dir" "$dir"; done
             for dir in $writable; do
                 if [ -e "$dir" ]; then mount --bind "$dir" "$dir"; fi
@@ -213,18 +230,25 @@ start_daemon() {
             # A machine whose hard limit is lower keeps its own (raising it needs a
             # capability that containers may lack; systemd has it).
             ulimit -n "$nofile" 2>/dev/null || ulimit -n "$(ulimit -H -n)"
-            exec setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
+            exec strace -f -qq -o "$trace" \
+                setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
                 --inh-caps=-all --bounding-set=-all -- "$@"
-        ' sh "$state" "$runtime" "$user" "$group" "$umask" "$nofile" "$writable" $exec_start \
+        ' sh "$state" "$runtime" "$user" "$group" "$umask" "$nofile" "$writable" \
+        "$traces/strace.$starts" $exec_start \
         >>"$work/daemon.log" 2>&1 &
     daemon_pid=$!
     wait_until "READY=1 from the daemon" 60 grep -qx READY=1 "$notify"
-    [ "$(stat -c %U "/proc/$daemon_pid")" = "$user" ] || fail "the daemon does not run as $user"
+    pgrep -x -u "$user" optout-milter >/dev/null || fail "the daemon does not run as $user"
+}
+
+# Sends SIGNAL to the daemon (not to strace, which traces it).
+signal_daemon() {
+    pkill "-$1" -x -u "$user" optout-milter
 }
 
 # SIGTERM, as systemctl stop sends: STOPPING=1 and exit 0.
 stop_daemon() {
-    kill -TERM "$daemon_pid"
+    signal_daemon TERM
     wait "$daemon_pid" || fail "the daemon exited with status $?"
     daemon_pid=
     grep -qx STOPPING=1 "$notify" || fail "no STOPPING=1"
@@ -304,7 +328,7 @@ transcript=$(send --from carol@example.org --to someone@example.com)
 grep -q '<\*\* *550 5\.1\.1' <<<"$transcript" || fail "another recipient was taken: $transcript"
 
 step "reload (ExecReload) and restart"
-kill -HUP "$daemon_pid"
+signal_daemon HUP
 wait_until "READY=1 after the reload" 30 \
     bash -c "grep -A2 -x RELOADING=1 '$notify' | grep -qx READY=1"
 stop_daemon
@@ -350,6 +374,60 @@ stop_daemon
 if grep -q 'Read-only file system\|Permission denied' "$work/daemon.log"; then
     fail "the daemon met its sandbox: $(grep 'Read-only\|Permission denied' "$work/daemon.log")"
 fi
+
+step "the system calls the daemon made, against the unit's filters"
+# What systemd would refuse: calls outside SystemCallFilter (expanded by systemd-analyze
+# itself), sockets outside RestrictAddressFamilies, and memory both writable and
+# executable (MemoryDenyWriteExecute). Under the unit such a call fails with EPERM.
+python3 - "$unit" "$traces"/strace.* <<'EOF' || fail "the daemon needs what its unit forbids"
+import re, subprocess, sys
+
+unit, traces = sys.argv[1], sys.argv[2:]
+settings = {}
+for line in open(unit):
+    key, _, value = line.strip().partition("=")
+    settings.setdefault(key, []).append(value)
+listing = subprocess.run(["systemd-analyze", "syscall-filter", "--no-pager"],
+                         capture_output=True, text=True, check=True).stdout
+groups, group = {}, None
+for line in listing.splitlines():
+    item = line.strip()
+    if not item or item.startswith("#"):
+        continue
+    if not line.startswith(" "):
+        group = groups.setdefault(item, [])
+    else:
+        group.append(item)
+def expand(name):
+    return set().union(*(expand(i) for i in groups[name])) if name.startswith("@") else {name}
+allowed = None
+for value in settings["SystemCallFilter"]:
+    deny = value.startswith("~")
+    names = set().union(*(expand(n) for n in value.lstrip("~").split()))
+    allowed = names if allowed is None else (allowed - names if deny else allowed | names)
+families = set(settings["RestrictAddressFamilies"][-1].split())
+used, problems = set(), []
+for trace in traces:
+    daemon = False # setpriv's own calls come first; systemd filters only the service's
+    for line in open(trace):
+        daemon = daemon or 'execve("/usr/bin/optout-milter"' in line
+        call = re.match(r"\d+\s+([a-z_0-9]+)\((.*)", line)
+        if not daemon or not call:
+            continue
+        name, args = call.groups()
+        used.add(name)
+        family = re.match(r"(AF_[A-Z0-9]+)", args)
+        if name == "socket" and family and family.group(1) not in families:
+            problems.append("a socket outside RestrictAddressFamilies: " + line.strip())
+        if name in ("mmap", "mprotect") and "PROT_WRITE" in args and "PROT_EXEC" in args:
+            problems.append("writable and executable memory: " + line.strip())
+problems += ["a system call outside SystemCallFilter: " + n for n in sorted(used - allowed)]
+for problem in problems:
+    print("package-test:", problem, file=sys.stderr)
+if problems:
+    sys.exit(1)
+print(f"package-test: {len(used)} different system calls, all allowed by the unit")
+EOF
 
 step "purge"
 purge=$(DEBIAN_FRONTEND=noninteractive apt-get purge -y -q optout-milter 2>&1) || fail "$purge"
