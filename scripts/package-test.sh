@@ -429,6 +429,22 @@ if problems:
 print(f"package-test: {len(used)} different system calls, all allowed by the unit")
 EOF
 
+step "an upgrade keeps the key, the store, the edited config and its ownership"
+# The same program as the next Debian revision: dpkg runs the upgrade paths of the
+# maintainer scripts (prerm upgrade, postinst configure with the old version).
+cargo deb --no-build --strip --deb-revision 2 --output "$work/" >/dev/null
+config_sum=$(sha256sum /etc/optout-milter/optout-milter.toml)
+dpkg -i "$work"/optout-milter_*-2_*.deb >/dev/null </dev/null
+dpkg-query -W -f '${Version}' optout-milter | grep -q -- '-2$' || fail "the upgrade did not install"
+[ "$(sha256sum /etc/optout-milter/token-1.key)" = "$key_sum" ] || fail "the upgrade replaced the key"
+[ "$(sha256sum /etc/optout-milter/optout-milter.toml)" = "$config_sum" ] ||
+    fail "the upgrade replaced the edited config"
+expect_stat /etc/optout-milter/optout-milter.toml "root:optout-milter 640"
+expect_stat /var/lib/optout-milter/consent.db "optout-milter:optout-milter 600"
+optout-milter consent get dave@example.org | grep -qP "\tweekly-news\tn\t" ||
+    fail "the upgrade lost dave's opt-out"
+runuser -u optout-milter -- optout-milter check-config >/dev/null
+
 step "purge"
 purge=$(DEBIAN_FRONTEND=noninteractive apt-get purge -y -q optout-milter 2>&1) || fail "$purge"
 grep -q 'kept /var/lib/optout-milter' <<<"$purge" || fail "purge did not say it kept the store"
