@@ -80,6 +80,10 @@ pub struct Metrics {
     pub index_entries: Gauge,
     /// History rows committed but not yet in this node's index.
     pub index_lag: Gauge,
+    /// Changes committed on a shared database that the feed still holds back behind an
+    /// older transaction, and the age of the oldest of them.
+    pub feed_held: Gauge,
+    pub feed_held_seconds: Gauge,
     /// Open connections, by listener: `milter`, `web`, `lmtp`, `api`.
     pub connections: Family<Kind, Gauge>,
     pub webhook_deliveries: Family<WebhookOutcome, Counter>,
@@ -105,6 +109,8 @@ impl Metrics {
             store_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             index_entries: Gauge::default(),
             index_lag: Gauge::default(),
+            feed_held: Gauge::default(),
+            feed_held_seconds: Gauge::default(),
             connections: Family::default(),
             webhook_deliveries: Family::default(),
             webhook_backlog: Family::default(),
@@ -164,6 +170,16 @@ impl Metrics {
             "index_lag",
             "History rows not yet applied to the index",
             metrics.index_lag.clone(),
+        );
+        registry.register(
+            "feed_held",
+            "Changes committed on the shared database that the change feed holds back until an older transaction on the server ends",
+            metrics.feed_held.clone(),
+        );
+        registry.register(
+            "feed_held_seconds",
+            "Age of the oldest change the change feed holds back (0 when none)",
+            metrics.feed_held_seconds.clone(),
         );
         registry.register(
             "open_connections",

@@ -777,6 +777,51 @@ async fn the_feed_misses_no_change_when_commits_come_in_reverse_order_of_ids() {
     assert!(again.is_empty(), "{again:?}");
 }
 
+/// A long transaction on the database server holds back every change committed after it
+/// began (nothing is lost, but other nodes see it late): `held` counts them for the
+/// `feed_held` metrics, and they are read once it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_transaction_holds_back_the_feed_and_held_counts_it() {
+    use optout_milter::store::Held;
+    use sqlx::Connection;
+    let test = "a_long_transaction_holds_back_the_feed_and_held_counts_it";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let plain = store::open_or_create(&db.url).await.unwrap();
+    let start = plain.feed_position().await.unwrap();
+    let mut other = db.connect().await;
+    let mut long = other.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *long)
+        .await
+        .unwrap();
+    let before = SystemTime::now();
+    plain.record(&[change(1, ConsentValue::No)]).await.unwrap();
+    let held = plain.held().await.unwrap();
+    assert_eq!(held.changes, 1, "{held:?}");
+    let oldest = held.oldest.unwrap();
+    assert!(
+        oldest + std::time::Duration::from_secs(1) >= before,
+        "{held:?}"
+    );
+    let (changes, _) = plain.changes_since(start, 100).await.unwrap();
+    assert!(
+        changes.is_empty(),
+        "read before the older transaction ended: {changes:?}"
+    );
+
+    long.rollback().await.unwrap();
+    // Other tests' transactions elsewhere on the server may hold it a moment longer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while plain.held().await.unwrap() != Held::default() {
+        assert!(std::time::Instant::now() < deadline, "still held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (changes, _) = plain.changes_since(start, 100).await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+}
+
 /// Issue 13, item 6: the roles of `deploy/postgresql/roles.sql`. The owner creates the
 /// tables (`init`); a node with the nodes' role then does all it must (record, history,
 /// token subjects, the feed) and cannot delete consent, rewrite the history or change

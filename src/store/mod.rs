@@ -40,6 +40,20 @@ pub struct RecordKey {
     pub scope: Scope,
 }
 
+/// Changes committed but not yet readable from the feed (see [`Feed::held`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// How many, up to [`Held::CAP`].
+    pub changes: u64,
+    /// When the oldest of them was recorded.
+    pub oldest: Option<std::time::SystemTime>,
+}
+
+impl Held {
+    /// Counting stops here: the figure is for an alert, not worth a long scan.
+    pub const CAP: u64 = 100_000;
+}
+
 /// A position in the change feed. Positions only grow; what a backend keeps in them is
 /// its own (SQLite: the history row id, whose order is commit order with a single
 /// writer; PostgreSQL: the transaction horizon and the row id, see [`postgres`]).
@@ -150,6 +164,15 @@ pub trait Feed: Send + Sync {
 
     /// The feed's position now: every change before it is in the current state.
     fn feed_position(&self) -> StoreFuture<'_, FeedPosition>;
+
+    /// The changes already committed that the feed still holds back. On PostgreSQL a
+    /// change is read once every older transaction on the server has ended, in any of its
+    /// databases, so one long transaction holds back every change committed after it
+    /// began: nothing is lost, but other nodes enforce it late. A store with one writer
+    /// (SQLite) holds nothing back.
+    fn held(&self) -> StoreFuture<'_, Held> {
+        Box::pin(async { Ok(Held::default()) })
+    }
 
     /// How far the delivery of webhook `name` has got, if it has begun.
     fn delivered<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<FeedPosition>>;

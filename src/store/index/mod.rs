@@ -35,14 +35,16 @@ use std::{
         Arc, RwLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant, SystemTime},
 };
 use table::{Fingerprinter, Table};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How often other processes' writes are read from the history when nothing asks sooner.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 const PAGE: u32 = 4096;
+/// How often the changes the feed holds back are counted for the metrics.
+const HELD_INTERVAL: Duration = Duration::from_secs(5);
 /// The most subject ids kept in memory (about 9 MB).
 const MAX_SUBJECTS: usize = 1 << 17;
 
@@ -129,6 +131,27 @@ impl IndexedStore {
         Ok(count)
     }
 
+    /// Sets the metrics of the changes the feed holds back (a long transaction on the
+    /// database server delays every node's view of what is committed after it began).
+    async fn report_held(&self) {
+        let metrics = crate::metrics::get();
+        match self.inner.held().await {
+            Ok(held) => {
+                let age = held
+                    .oldest
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                metrics
+                    .feed_held
+                    .set(i64::try_from(held.changes).unwrap_or(i64::MAX));
+                metrics.feed_held_seconds.set(age);
+            }
+            Err(error) => {
+                debug!(error = %crate::error_chain(&error), "cannot count the changes the feed holds back");
+            }
+        }
+    }
+
     /// Applies the history after the watermark to the index.
     async fn catch_up(&self) -> Result<(), StoreError> {
         let _one = self.catching_up.lock().await;
@@ -187,6 +210,7 @@ async fn maintain(store: Weak<IndexedStore>) {
         }
     }
     drop(strong);
+    let mut held_reported: Option<Instant> = None;
     loop {
         tokio::time::sleep(SYNC_INTERVAL).await;
         let Some(strong) = store.upgrade() else {
@@ -199,6 +223,10 @@ async fn maintain(store: Weak<IndexedStore>) {
             warn!(error = %crate::error_chain(&error), "cannot read the consent history; lookups go to the store");
         } else {
             strong.ready.store(true, Ordering::Release);
+            if held_reported.is_none_or(|at| at.elapsed() >= HELD_INTERVAL) {
+                strong.report_held().await;
+                held_reported = Some(Instant::now());
+            }
         }
     }
 }

@@ -395,6 +395,25 @@ impl Feed for PostgresStore {
         })
     }
 
+    fn held(&self) -> StoreFuture<'_, super::Held> {
+        Box::pin(async move {
+            // Committed (so visible here) and at or above the horizon: not yet readable.
+            let row = sqlx::query(
+                "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+                 SELECT count(*) AS held, min(recorded_at) AS oldest
+                 FROM (SELECT h.recorded_at FROM consent_history h, horizon
+                       WHERE h.xid >= horizon.xmin LIMIT $1) held",
+            )
+            .bind(i64::try_from(super::Held::CAP).unwrap_or(i64::MAX))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(super::Held {
+                changes: u64::try_from(row.get::<i64, _>("held")).unwrap_or(0),
+                oldest: row.get::<Option<i64>, _>("oldest").map(from_millis),
+            })
+        })
+    }
+
     fn history_since(
         &self,
         after: FeedPosition,
