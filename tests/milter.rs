@@ -261,7 +261,10 @@ async fn break_store(milter: &common::TestMilter) {
     common::drop_tables(&milter.db_url, &["consent", "consent_history"]).await;
     let anyone = Address::from_stored("anyone@example.org".to_owned());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The milter's own store, with its consent index in front (`milter.store` is the
+    // plain store under it, which fails at once).
     while milter
+        .milter
         .store
         .scoped_values(&anyone, Channel::Email, &Scope::All)
         .await
