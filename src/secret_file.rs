@@ -6,9 +6,10 @@
 //! group), as OpenDKIM accepts its keys, so that a package can give the files to root
 //! with the service's group and nobody else. Root (an administrator's command, such as
 //! `token mint` beside the service) is in no such group, so for root the group must be a
-//! service user's own group (the user `optout-milter` and its group `optout-milter`, as
-//! `adduser --system --group` makes them), never a group of people such as `adm`. The secret is the file's text without the
-//! spaces around it, and must be visible characters only.
+//! system user's own group (the user `optout-milter` and its group `optout-milter`, as
+//! `adduser --system --group` makes them), never a group of people such as `adm`, nor a
+//! person's own group. The secret is the file's text without the spaces around it, and
+//! must be visible characters only.
 
 use std::{
     io::Read,
@@ -107,8 +108,8 @@ fn group_may_read(gid: u32) -> bool {
             ))
 }
 
-/// Whether `gid` is the primary group of a user of the same name, in `group(5)` and
-/// `passwd(5)` text.
+/// Whether `gid` is the primary group of a system user (uid 1 to 999, Debian's range for
+/// them) of the same name, in `group(5)` and `passwd(5)` text.
 fn service_group(group: &str, passwd: &str, gid: u32) -> bool {
     let field = |line: &'_ str, n: usize| line.split(':').nth(n).map(str::to_owned);
     let Some(name) = group
@@ -118,9 +119,11 @@ fn service_group(group: &str, passwd: &str, gid: u32) -> bool {
     else {
         return false;
     };
+    let number = |line: &'_ str, n: usize| field(line, n).and_then(|v| v.parse::<u32>().ok());
     passwd.lines().any(|line| {
         field(line, 0).as_deref() == Some(name.as_str())
-            && field(line, 3).and_then(|g| g.parse::<u32>().ok()) == Some(gid)
+            && number(line, 3) == Some(gid)
+            && number(line, 2).is_some_and(|uid| (1..1000).contains(&uid))
     })
 }
 
@@ -193,13 +196,18 @@ mod tests {
 
     #[test]
     fn root_accepts_a_service_users_own_group_only() {
-        let group = "root:x:0:\nadm:x:4:syslog,jane\noptout-milter:x:998:\nnogroup:x:65534:\n";
+        let group = "root:x:0:\nadm:x:4:syslog,jane\noptout-milter:x:998:\n\
+                     nogroup:x:65534:\njane:x:1000:\n";
         let passwd = "root:x:0:0:root:/root:/bin/bash\n\
                       nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
-                      optout-milter:x:999:998::/var/lib/optout-milter:/usr/sbin/nologin\n";
+                      optout-milter:x:999:998::/var/lib/optout-milter:/usr/sbin/nologin\n\
+                      jane:x:1000:1000:Jane:/home/jane:/bin/bash\n";
         assert!(service_group(group, passwd, 998));
-        // A group of people, a group whose user has another primary group, none at all.
+        // A group of people, a person's own group, root's, a group whose user has another
+        // primary group, none at all.
         assert!(!service_group(group, passwd, 4));
+        assert!(!service_group(group, passwd, 1000));
+        assert!(!service_group(group, passwd, 0));
         assert!(!service_group(group, passwd, 65534));
         assert!(!service_group(group, passwd, 1234));
         assert_eq!(effective_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
