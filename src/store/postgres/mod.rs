@@ -37,6 +37,11 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 pub const POOL_SIZE: u32 = 10;
 /// How long a query waits for a free connection (or for the server to accept one).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle longer than this is pinged before it is handed out. The pool pings
+/// every connection as it comes back (sqlx does, always), so one that was returned a
+/// moment ago was just checked: pinging it again on every acquire, sqlx's default, added
+/// a round trip (a server process woken once more) to every query.
+const RECHECK_IDLE: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -59,6 +64,15 @@ impl PostgresStore {
             .max_connections(POOL_SIZE)
             .min_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
