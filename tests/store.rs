@@ -822,6 +822,81 @@ async fn a_long_transaction_holds_back_the_feed_and_held_counts_it() {
     assert_eq!(changes.len(), 1, "{changes:?}");
 }
 
+/// A token subject another node creates at the same moment (its insert not yet committed
+/// when this node's statement began) is the one this node gets, not an error and not a
+/// second id; and asking for a subject that exists writes nothing (no number is taken
+/// from the sequence), as a milter does for every recipient it has not seen since it
+/// started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_created_meanwhile_by_another_node_is_the_one_returned() {
+    use sqlx::Connection;
+    let test = "a_subject_created_meanwhile_by_another_node_is_the_one_returned";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let store = store::open_or_create(&db.url).await.unwrap();
+    let address = AddressPolicy::default()
+        .normalize("meanwhile@example.org")
+        .unwrap();
+    let mut other = db.connect().await;
+    let mut node_b = other.begin().await.unwrap();
+    let theirs: i64 = sqlx::query_scalar(
+        "INSERT INTO token_subject (address, scope, created_at)
+         VALUES ('meanwhile@example.org', '*', 0) RETURNING id",
+    )
+    .fetch_one(&mut *node_b)
+    .await
+    .unwrap();
+    let asking = {
+        let (store, address) = (Arc::clone(&store), address.clone());
+        tokio::spawn(async move { store.subject_id(&address, &Scope::All).await })
+    };
+    // Wait until this node's statement waits for node B's row lock.
+    let mut watch = db.connect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'optout-milter'
+               AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(!asking.is_finished(), "answered before node B committed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never waited for node B"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    node_b.commit().await.unwrap();
+    let got = asking.await.unwrap().unwrap();
+    assert_eq!(i64::try_from(got).unwrap(), theirs);
+    assert_eq!(
+        store.subject(got).await.unwrap(),
+        Some((address.clone(), Scope::All))
+    );
+
+    let sequence = "SELECT last_value FROM token_subject_id_seq";
+    let before: i64 = sqlx::query_scalar(sequence)
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+    let again = store::open(&db.url).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(again.subject_id(&address, &Scope::All).await.unwrap(), got);
+    }
+    let after: i64 = sqlx::query_scalar(sequence)
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "a lookup took numbers from the sequence");
+}
+
 /// Issue 13, item 6: the roles of `deploy/postgresql/roles.sql`. The owner creates the
 /// tables (`init`); a node with the nodes' role then does all it must (record, history,
 /// token subjects, the feed) and cannot delete consent, rewrite the history or change

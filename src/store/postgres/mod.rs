@@ -279,17 +279,10 @@ impl Records for PostgresStore {
 
     fn subject_id<'a>(&'a self, address: &'a Address, scope: &'a Scope) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM token_subject WHERE address = $1 AND scope = $2",
-            )
-            .bind(address.as_str())
-            .bind(scope.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-            let id = match existing {
-                Some(id) => id,
-                None => self.writer.subject(address.clone(), scope.clone()).await?,
-            };
+            // Straight to the writer, whose one statement returns the subject that exists
+            // and creates the one that does not (a read first would be a round trip more
+            // for every new recipient, and the milter asks only once per process).
+            let id = self.writer.subject(address.clone(), scope.clone()).await?;
             u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative subject id {id}")))
         })
     }
