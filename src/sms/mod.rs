@@ -14,6 +14,8 @@
 //!
 //! Providers send a message again until they get a 200; a message is applied once by its
 //! id ([`crate::store::Records::record_once`]), and the 200 comes after the commit.
+//! Ids are never forgotten: a Twilio signature carries no time, so a copied request stays
+//! valid, and only its id keeps an old START from undoing a newer STOP.
 //! The provider formats and their signatures are in [`twilio`] and [`vonage`]; the HTTP
 //! side is in [`crate::web`].
 
