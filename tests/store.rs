@@ -81,6 +81,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     an_undo_puts_keys_back_including_no_record,
     an_inbound_message_is_applied_once_however_often_it_comes,
+    a_store_a_newer_version_migrated_still_opens_and_works,
     erasure_deletes_the_address_everywhere_and_keeps_its_suppression,
     concurrent_writes_are_all_kept_and_answered_individually,
     concurrent_subject_ids_for_one_pair_agree,
@@ -897,16 +898,28 @@ async fn a_subject_created_meanwhile_by_another_node_is_the_one_returned() {
     assert_eq!(after, before, "a lookup took numbers from the sequence");
 }
 
-/// Issue 13, item 6: the roles of `deploy/postgresql/roles.sql`. The owner creates the
-/// tables (`init`); a node with the nodes' role then does all it must (record, history,
-/// token subjects, the feed) and cannot delete consent, rewrite the history or change
-/// the schema.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
-    let test = "a_node_with_the_deployed_roles_works_and_cannot_erase";
-    let Some(db) = common::postgres::database(test).await else {
-        return;
-    };
+/// The roles of `deploy/postgresql/roles.sql` for a test's database, named after it (roles
+/// are the cluster's).
+struct Roles {
+    owner: String,
+    node: String,
+    owner_url: String,
+    node_url: String,
+}
+
+impl Roles {
+    /// Drops the roles and what they own; the test's stores must be closed.
+    async fn drop(self, db: &common::postgres::TestDb) {
+        let Roles { owner, node, .. } = self;
+        db.execute_script(&format!(
+            "GRANT {node} TO CURRENT_USER; DROP OWNED BY {node}; DROP OWNED BY {owner}; DROP ROLE {owner}; DROP ROLE {node};"
+        ))
+        .await;
+    }
+}
+
+/// Runs `deploy/postgresql/roles.sql` for `db`.
+async fn deployed_roles(db: &common::postgres::TestDb) -> Roles {
     let (owner, node) = (
         format!("{}_owner", db.name()),
         format!("{}_node", db.name()),
@@ -923,8 +936,110 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
         1,
     );
     db.execute_script(&roles).await;
-    let owner_url = db.url_as(&owner, "change-me-owner");
-    let node_url = db.url_as(&node, "change-me-milter");
+    Roles {
+        owner_url: db.url_as(&owner, "change-me-owner"),
+        node_url: db.url_as(&node, "change-me-milter"),
+        owner,
+        node,
+    }
+}
+
+/// A fleet is upgraded one node at a time: once the owner's `init` has brought the
+/// schema forward, a node still on the older version must start and work on it, and so
+/// must a store after a package downgrade. Here the store records a migration this build
+/// does not have.
+async fn a_store_a_newer_version_migrated_still_opens_and_works(db: Db) {
+    drop(store::open_or_create(db.url()).await.unwrap());
+    let checksum = match db {
+        Db::Sqlite { .. } => "X'00'",
+        Db::Postgres(_) => "'\\x00'::bytea",
+    };
+    db.execute(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (999999, 'from a newer version', TRUE, {checksum}, 0)"
+    ))
+    .await
+    .unwrap();
+    let store = store::open(db.url()).await.unwrap();
+    assert_eq!(
+        store.record(&[change(1, ConsentValue::No)]).await.unwrap(),
+        [Recorded::Changed]
+    );
+    drop(store);
+    // `init` with the older version changes nothing and fails nothing either.
+    let store = store::open_or_create(db.url()).await.unwrap();
+    assert_eq!(
+        store
+            .records(&change(1, ConsentValue::No).address)
+            .await
+            .unwrap()[0]
+            .value,
+        ConsentValue::No
+    );
+}
+
+/// A node of a newer version on a schema the owner has not brought forward yet: its role
+/// may not change the schema, so it does not start, and says who must run `init`. Once
+/// the owner has, it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_an_older_schema_says_the_owner_must_run_init() {
+    let test = "a_node_on_an_older_schema_says_the_owner_must_run_init";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let roles = deployed_roles(&db).await;
+    let (owner_url, node_url) = (roles.owner_url.clone(), roles.node_url.clone());
+    drop(store::open_or_create(&owner_url).await.unwrap());
+    // As the schema was before migration 5 (the owner's function for an undo).
+    let mut owner = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&owner_url).await.unwrap()
+    };
+    for sql in [
+        "DROP FUNCTION optout_empty",
+        "DELETE FROM _sqlx_migrations WHERE version >= 5",
+    ] {
+        sqlx::query(sql).execute(&mut owner).await.unwrap();
+    }
+    let refused = store::open(&node_url)
+        .await
+        .err()
+        .expect("the node must not start");
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            store::StoreError::SchemaBehind { have: 4, need, .. } if need >= 5
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("owner runs `optout-milter --store postgres://"),
+        "{message}"
+    );
+
+    drop(store::open_or_create(&owner_url).await.unwrap());
+    let store = store::open(&node_url).await.unwrap();
+    store
+        .restore(&[], &[change(2, ConsentValue::No)])
+        .await
+        .unwrap();
+    drop((store, owner));
+    roles.drop(&db).await;
+}
+
+/// Issue 13, item 6: the roles of `deploy/postgresql/roles.sql`. The owner creates the
+/// tables (`init`); a node with the nodes' role then does all it must (record, history,
+/// token subjects, the feed) and cannot delete consent, rewrite the history or change
+/// the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
+    let test = "a_node_with_the_deployed_roles_works_and_cannot_erase";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let roles = deployed_roles(&db).await;
+    let (owner_url, node_url) = (roles.owner_url.clone(), roles.node_url.clone());
     assert!(
         store::open(&node_url).await.is_err(),
         "no tables before init"
@@ -1015,10 +1130,7 @@ async fn a_node_with_the_deployed_roles_works_and_cannot_erase() {
     assert_eq!(store.subject(id).await.unwrap(), None);
     drop(conn);
     drop(store);
-    db.execute_script(&format!(
-        "GRANT {node} TO CURRENT_USER; DROP OWNED BY {node}; DROP OWNED BY {owner}; DROP ROLE {owner}; DROP ROLE {node};"
-    ))
-    .await;
+    roles.drop(&db).await;
 }
 
 /// Issue 14, item 3: an erased address is gone from every table (records of every scope,

@@ -40,6 +40,15 @@ pub enum StoreError {
     },
     #[error("cannot bring the store's schema up to date")]
     Migrate(#[source] Backend),
+    #[error(
+        "the store's schema is at version {have} and this optout-milter needs {need}, but cannot bring it up to date: on a shared PostgreSQL the tables' owner runs `optout-milter --store postgres://OWNER@HOST/DATABASE init` (deploy/postgresql/roles.sql), then the nodes start"
+    )]
+    SchemaBehind {
+        have: i64,
+        need: i64,
+        #[source]
+        source: Backend,
+    },
     #[error("the store failed")]
     Query(#[source] Backend),
     #[error("the store's writer has stopped")]

@@ -13,6 +13,7 @@ pub mod copy;
 mod error;
 pub mod index;
 pub mod postgres;
+mod schema;
 pub mod sqlite;
 
 pub use error::{Backend, StoreError};

@@ -87,21 +87,31 @@ impl PostgresStore {
                 return Err(StoreError::MissingSchema(redact(url)));
             }
         }
-        let migrator = sqlx::migrate!("./migrations/postgres");
-        // The daemon's role may lack the rights to change the schema (deploy/postgresql):
-        // when the schema is current, nothing is run. `init`, as the owner, brings it up
-        // to date.
-        let latest = migrator.iter().map(|m| m.version).max();
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        // A fleet is upgraded one node at a time, and the owner's `init` brings the schema
+        // to the newest version first: the older nodes keep working on it, as migrations
+        // only add (see [`super::schema`]).
+        migrator.set_ignore_missing(true);
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&pool)
                 .await
                 .unwrap_or(None);
-        if create == Create::IfMissing || applied != latest {
-            migrator
-                .run(&pool)
-                .await
-                .map_err(|e| StoreError::Migrate(e.into()))?;
+        super::schema::warn_if_newer(applied, latest);
+        // The daemon's role may lack the rights to change the schema (deploy/postgresql):
+        // when the schema is current, nothing is run. `init`, as the owner, brings it up
+        // to date.
+        let behind = applied.is_none_or(|applied| applied < latest);
+        if create == Create::IfMissing || behind {
+            migrator.run(&pool).await.map_err(|e| match create {
+                Create::Never => StoreError::SchemaBehind {
+                    have: applied.unwrap_or(0),
+                    need: latest,
+                    source: e.into(),
+                },
+                Create::IfMissing => StoreError::Migrate(e.into()),
+            })?;
         }
         Ok(Self {
             writer: writer::Writer::spawn(pool.clone()),

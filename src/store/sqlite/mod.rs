@@ -67,7 +67,20 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
-        sqlx::migrate!("./migrations/sqlite")
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        // A store a newer version migrated (before a downgrade) keeps working: migrations
+        // only add (see [`super::schema`]).
+        migrator.set_ignore_missing(true);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        super::schema::warn_if_newer(
+            applied,
+            migrator.iter().map(|m| m.version).max().unwrap_or(0),
+        );
+        migrator
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.into()))?;
