@@ -539,3 +539,77 @@ fn the_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no score in {report}"));
     assert!(score <= 2.0, "exposure {score}:\n{report}");
 }
+
+/// The unit starts the daemon again after a failure, forever, so that a node whose
+/// database is down at boot or failing over comes back by itself; but not after exit 78
+/// (EX_CONFIG), which `serve` gives for what only a person can mend. Each case below is
+/// `serve` as the unit runs it, and its status is checked against the unit's own lines.
+#[test]
+fn serve_exits_78_only_for_what_starting_again_cannot_mend() {
+    let unit = include_str!("../deploy/systemd/optout-milter.service");
+    let setting = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+    };
+    assert_eq!(setting("Restart"), "on-failure");
+    assert_eq!(setting("StartLimitIntervalSec"), "0", "never give up");
+    let not_restarted: i32 = setting("RestartPreventExitStatus").parse().unwrap();
+
+    let serve = |dir: &Path, config_text: &str| {
+        let config = dir.join("optout-milter.toml");
+        std::fs::write(&config, config_text.replace("@PORT@", "0")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("OPTOUT_MILTER_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let good = daemon_config(dir.path(), "");
+    let cases = [
+        ("a config that is not TOML", "[milter\n".to_owned(), true),
+        ("a store that was never created", good.clone(), true),
+        (
+            "a token key file that is missing (the store is there)",
+            good.replace(
+                "generate_missing_key = true",
+                "generate_missing_key = false",
+            ),
+            true,
+        ),
+        (
+            "a database server that does not answer",
+            good.replace(
+                &format!("sqlite:{}/consent.db", dir.path().display()),
+                "postgres://optout:secret@127.0.0.1:1/optout",
+            ),
+            false,
+        ),
+    ];
+    for (what, text, needs_an_operator) in cases {
+        if what.ends_with("(the store is there)") {
+            let init = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
+                .arg("--config")
+                .arg(dir.path().join("optout-milter.toml"))
+                .arg("init")
+                .output()
+                .unwrap();
+            assert!(init.status.success(), "{init:?}");
+        }
+        let (code, stderr) = serve(dir.path(), &text);
+        let code = code.unwrap_or_else(|| panic!("{what}: killed by a signal"));
+        assert_ne!(code, 0, "{what}: {stderr}");
+        assert_eq!(
+            code == not_restarted,
+            needs_an_operator,
+            "{what}: exit {code}: {stderr}"
+        );
+    }
+}

@@ -53,7 +53,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the milter.
+    /// Run the milter. Exits 78 (EX_CONFIG) when only a person can mend what stopped it
+    /// (the config, a key or certificate file, a missing store, a schema the owner must
+    /// bring forward), 1 for what may clear by itself (a database that does not answer, a
+    /// socket in use), which the unit retries.
     Serve {
         /// The milter socket, overriding `[milter] socket`.
         #[arg(long)]
@@ -252,6 +255,11 @@ impl CliError {
                 CliError::Config(_) | CliError::Usage(_) | CliError::Key(_) => EX_CONFIG,
                 _ => EX_TEMPFAIL,
             },
+            // `serve` under systemd: the unit restarts the daemon after a failure, which
+            // brings it back once the database answers again, but not after EX_CONFIG
+            // (`RestartPreventExitStatus=78`), which repeating cannot mend.
+            CliError::Config(_) => EX_CONFIG,
+            CliError::Serve(e) if e.needs_an_operator() => EX_CONFIG,
             _ => 1,
         }
     }

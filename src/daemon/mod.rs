@@ -61,6 +61,33 @@ pub enum DaemonError {
     Lmtp(#[source] io::Error),
 }
 
+impl DaemonError {
+    /// Whether starting again cannot help until a person mends something: the config, a
+    /// key or certificate file, or the store (see [`StoreError::needs_an_operator`]). A
+    /// socket in use, or a database that is down, may clear by itself.
+    pub fn needs_an_operator(&self) -> bool {
+        match self {
+            DaemonError::Config(_)
+            | DaemonError::Key(_)
+            | DaemonError::Tls(_)
+            | DaemonError::ApiToken(_)
+            | DaemonError::Webhook(crate::webhooks::WebhookError::Secret(_))
+            | DaemonError::Pages(_)
+            | DaemonError::SecretFile(_) => true,
+            DaemonError::Store(e)
+            | DaemonError::Webhook(crate::webhooks::WebhookError::Cursor(_, e)) => {
+                e.needs_an_operator()
+            }
+            DaemonError::Bind { .. }
+            | DaemonError::Api(_)
+            | DaemonError::Signals(_)
+            | DaemonError::Milter(_)
+            | DaemonError::Web(_)
+            | DaemonError::Lmtp(_) => false,
+        }
+    }
+}
+
 type Server = Pin<Box<dyn Future<Output = Result<(), DaemonError>> + Send>>;
 
 /// Serves `app` on `listeners` until `shutdown` resolves or a server fails. Each message

@@ -57,6 +57,28 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether only a person can mend this (a wrong URL, a store that is not there or has
+    /// lost its file, a schema to bring forward), as opposed to a database that may answer
+    /// again: a server down, a connection refused, a disk full.
+    pub fn needs_an_operator(&self) -> bool {
+        match self {
+            StoreError::UnsupportedUrl(_)
+            | StoreError::NotDurable(_)
+            | StoreError::Missing(_)
+            | StoreError::MissingSchema(_)
+            | StoreError::SchemaBehind { .. }
+            | StoreError::Lost(_)
+            | StoreError::Corrupt(_) => true,
+            StoreError::Create { .. }
+            | StoreError::Open { .. }
+            | StoreError::Migrate(_)
+            | StoreError::Query(_)
+            | StoreError::WriterGone => false,
+        }
+    }
+}
+
 /// What the database library reported: kept whole for the cause chain in logs, but of no
 /// type a caller could depend on, so that a backend can change its library alone.
 #[derive(Debug, thiserror::Error)]
