@@ -574,8 +574,18 @@ fn serve_exits_78_only_for_what_starting_again_cannot_mend() {
     let dir = tempfile::tempdir().unwrap();
     let good = daemon_config(dir.path(), "");
     let cases = [
-        ("a config that is not TOML", "[milter\n".to_owned(), true),
-        ("a store that was never created", good.clone(), true),
+        (
+            "a config that is not TOML",
+            "[milter\n".to_owned(),
+            true,
+            "TOML parse error",
+        ),
+        (
+            "a store that was never created",
+            good.clone(),
+            true,
+            "there is no store",
+        ),
         (
             "a token key file that is missing (the store is there)",
             good.replace(
@@ -583,6 +593,7 @@ fn serve_exits_78_only_for_what_starting_again_cannot_mend() {
                 "generate_missing_key = false",
             ),
             true,
+            "token.key does not exist",
         ),
         (
             "a database server that does not answer",
@@ -591,9 +602,11 @@ fn serve_exits_78_only_for_what_starting_again_cannot_mend() {
                 "postgres://optout:secret@127.0.0.1:1/optout",
             ),
             false,
+            // The cause, not only that the pool gave up waiting.
+            "Connection refused",
         ),
     ];
-    for (what, text, needs_an_operator) in cases {
+    for (what, text, needs_an_operator, says) in cases {
         if what.ends_with("(the store is there)") {
             let init = Command::new(env!("CARGO_BIN_EXE_optout-milter"))
                 .arg("--config")
@@ -611,5 +624,6 @@ fn serve_exits_78_only_for_what_starting_again_cannot_mend() {
             needs_an_operator,
             "{what}: exit {code}: {stderr}"
         );
+        assert!(stderr.contains(says), "{what}: {stderr}");
     }
 }

@@ -73,12 +73,17 @@ impl PostgresStore {
                     Ok(true)
                 })
             })
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                url: redact(url),
-                source: source.into(),
-            })?;
+            .connect_with(options.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(error) => {
+                return Err(StoreError::Open {
+                    url: redact(url),
+                    source: why_not(error, &options).await.into(),
+                });
+            }
+        };
         if create == Create::Never {
             let exists: bool = sqlx::query_scalar("SELECT to_regclass('consent') IS NOT NULL")
                 .fetch_one(&pool)
@@ -119,6 +124,20 @@ impl PostgresStore {
             wake: wake::Wake::start(&pool),
             pool,
         })
+    }
+}
+
+/// What stopped the pool from connecting: the pool retries a refused connection until it
+/// times out and then says only that, so one connection more is tried for the cause (a
+/// connection refused, a name that does not resolve, a password refused).
+async fn why_not(error: sqlx::Error, options: &PgConnectOptions) -> sqlx::Error {
+    if !matches!(error, sqlx::Error::PoolTimedOut) {
+        return error;
+    }
+    let attempt = <sqlx::PgConnection as sqlx::Connection>::connect_with(options);
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, attempt).await {
+        Ok(Err(cause)) => cause,
+        Ok(Ok(_)) | Err(_) => error,
     }
 }
 
