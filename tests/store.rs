@@ -610,6 +610,47 @@ async fn the_index_answers_from_memory_but_never_from_a_copy_it_cannot_refresh()
     assert!(!indexed.is_ready());
 }
 
+/// A database that stops answering without closing the connection (a network partition)
+/// leaves a read waiting for many minutes rather than failing, and no notification comes:
+/// the index must stop answering from its copy within `STALE_AFTER`, although nothing told
+/// it the store went away, while another node records an opt-out it cannot learn of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_stops_answering_from_memory_when_the_database_falls_silent() {
+    use optout_milter::store::index::{IndexedStore, STALE_AFTER};
+    use std::time::{Duration, Instant};
+    let test = "the_index_stops_answering_from_memory_when_the_database_falls_silent";
+    let Some(db) = common::postgres::database(test).await else {
+        return;
+    };
+    let other = store::open_or_create(&db.url).await.unwrap();
+    let relay = common::postgres::Relay::start(&db.url).await;
+    let indexed = IndexedStore::wrap(store::open(relay.url()).await.unwrap())
+        .await
+        .unwrap();
+    ready(&indexed).await;
+    let opt_out = change(1, ConsentValue::No);
+    let lookup = || indexed.scoped_values(&opt_out.address, Channel::Email, &Scope::All);
+    assert_eq!(lookup().await.unwrap(), [], "nothing recorded yet");
+
+    relay.cut();
+    other.record(std::slice::from_ref(&opt_out)).await.unwrap();
+    // "Nothing recorded", from memory, is now wrong. An error, or no answer in time (the
+    // milter's store_timeout), becomes a temporary failure at the milter.
+    let deadline = Instant::now() + STALE_AFTER + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), lookup()).await {
+            Ok(Ok(values)) if values.is_empty() => {}
+            Ok(Ok(values)) => panic!("cannot have learnt of it: {values:?}"),
+            Ok(Err(_)) | Err(_) => break,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still answering from a copy it cannot refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The index must answer exactly what the store answers, whatever mix of values, scopes and
 /// writers came before: checked against the store itself for every address and list.
 async fn the_index_answers_exactly_what_the_store_answers(db: Db) {

@@ -186,3 +186,77 @@ pub fn fixture_store_blocking(sqlite_url: String) -> (String, Option<TestDb>) {
     .join()
     .expect("create the fixture's database")
 }
+
+/// A TCP relay to a test database's server that can fall silent: once [`cut`], it
+/// forwards nothing more and closes nothing, as a network partition does, so a query sent
+/// through it waits (for many minutes, in real life) instead of failing.
+///
+/// [`cut`]: Relay::cut
+pub struct Relay {
+    url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Relays to the server of `url` (a `postgres://USER:PASSWORD@HOST:PORT/DATABASE`).
+    pub async fn start(url: &str) -> Relay {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let (before, after) = url.split_once('@').expect("a URL with a user");
+        let (server, database) = after.split_once('/').expect("a URL with a database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let port = listener.local_addr().expect("the relay's port").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (server, flag) = (server.to_owned(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (upstream_read, upstream_write) = upstream.into_split();
+                tokio::spawn(pump(client_read, upstream_write, flag.clone()));
+                tokio::spawn(pump(upstream_read, client_write, flag.clone()));
+            }
+        });
+        Relay {
+            url: format!("{before}@127.0.0.1:{port}/{database}"),
+            cut,
+        }
+    }
+
+    /// The database's URL through the relay.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// From now on nothing passes, and every connection stays open.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            // Silent: hold both sockets open, forward nothing, until the test ends.
+            let _held = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -11,9 +11,12 @@
 //! Writes by other processes (the CLI, `ingest`, other nodes) are noticed before the next
 //! answer: the backend's [`change_token`] changes with every commit, and a changed token
 //! makes the lookup apply the new history rows, in order, first. A backend without a token
-//! is followed every [`SYNC_INTERVAL`]. Until the initial load has finished, and whenever
-//! reading the history fails, every lookup goes to the store, so a store that went away
-//! gives errors (and the milter temporary failures), never answers from a stale copy.
+//! is followed every [`SYNC_INTERVAL`]. Until the initial load has finished, whenever
+//! reading the history fails, and whenever the index has not caught up for [`STALE_AFTER`]
+//! (a database that stopped answering without closing the connection, as behind a network
+//! partition, leaves a read waiting for many minutes rather than failing), every lookup
+//! goes to the store, so a store that went away gives errors (and the milter temporary
+//! failures), never answers from a stale copy.
 //!
 //! The index also remembers subject ids (for unsubscribe tokens) it has looked up: they
 //! never change once created, and a single-recipient message needs one every time.
@@ -43,6 +46,9 @@ use tracing::{debug, info, warn};
 /// How often other processes' writes are read from the history when nothing asks sooner.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 const PAGE: u32 = 4096;
+/// The index answers only if it caught up with the history this recently; a read of the
+/// history taking longer is given up.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
 /// How often the changes the feed holds back are counted for the metrics.
 const HELD_INTERVAL: Duration = Duration::from_secs(5);
 /// The most subject ids kept in memory (about 9 MB).
@@ -58,6 +64,9 @@ pub struct IndexedStore {
     watermark: std::sync::Mutex<FeedPosition>,
     /// The store's change token when the index last caught up.
     synced: AtomicU64,
+    /// When the index last caught up, in milliseconds after `created`.
+    caught_up_at: AtomicU64,
+    created: Instant,
     /// One catch-up at a time.
     catching_up: tokio::sync::Mutex<()>,
     /// Subject ids already asked for, by fingerprint of (address, scope). A subject id
@@ -77,6 +86,8 @@ impl IndexedStore {
             ready: AtomicBool::new(false),
             watermark: std::sync::Mutex::new(watermark),
             synced: AtomicU64::new(0),
+            caught_up_at: AtomicU64::new(0),
+            created: Instant::now(),
             catching_up: tokio::sync::Mutex::new(()),
             subjects: RwLock::new(HashMap::new()),
         });
@@ -87,6 +98,19 @@ impl IndexedStore {
     /// Whether the initial load has finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether the index may answer: loaded, and caught up within [`STALE_AFTER`].
+    fn is_fresh(&self) -> bool {
+        self.is_ready()
+            && self
+                .since_created()
+                .saturating_sub(self.caught_up_at.load(Ordering::Acquire))
+                < u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn get(&self, address: &Address, channel: Channel, scope: &Scope) -> Option<ConsentValue> {
@@ -176,6 +200,8 @@ impl IndexedStore {
             }
             if changes.len() < PAGE as usize {
                 self.synced.store(token, Ordering::Release);
+                self.caught_up_at
+                    .store(self.since_created(), Ordering::Release);
                 let metrics = crate::metrics::get();
                 metrics.index_lag.set(0);
                 let entries = self.table.read().unwrap_or_else(|e| e.into_inner()).len();
@@ -216,17 +242,30 @@ async fn maintain(store: Weak<IndexedStore>) {
         let Some(strong) = store.upgrade() else {
             return;
         };
-        if let Err(error) = strong.catch_up().await {
-            // The index may now miss other processes' writes: stop trusting it until a
-            // read of the history succeeds again.
-            strong.ready.store(false, Ordering::Release);
-            warn!(error = %crate::error_chain(&error), "cannot read the consent history; lookups go to the store");
-        } else {
-            strong.ready.store(true, Ordering::Release);
-            if held_reported.is_none_or(|at| at.elapsed() >= HELD_INTERVAL) {
-                strong.report_held().await;
-                held_reported = Some(Instant::now());
+        let caught_up = match tokio::time::timeout(STALE_AFTER, strong.catch_up()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::error_chain(&error)),
+            Err(_) => Err(format!("no answer within {STALE_AFTER:?}")),
+        };
+        // The index may miss other processes' writes after a failed read: it is not
+        // trusted until a read succeeds again. Said once each way, not at every try.
+        let was_ready = strong.ready.swap(caught_up.is_ok(), Ordering::AcqRel);
+        match caught_up {
+            Ok(()) => {
+                if !was_ready {
+                    info!("the consent history is read again; the index answers");
+                }
+                if held_reported.is_none_or(|at| at.elapsed() >= HELD_INTERVAL) {
+                    // Bounded too, so that a server that stopped answering cannot hold
+                    // up the next catch-up.
+                    let _ = tokio::time::timeout(STALE_AFTER, strong.report_held()).await;
+                    held_reported = Some(Instant::now());
+                }
             }
+            Err(error) if was_ready => {
+                warn!(%error, "cannot read the consent history; lookups go to the store");
+            }
+            Err(_) => {}
         }
     }
 }
@@ -239,7 +278,7 @@ impl Lookups for IndexedStore {
         list: &'a Scope,
     ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
         Box::pin(async move {
-            if !self.is_ready() {
+            if !self.is_fresh() {
                 return self.inner.scoped_values(address, channel, list).await;
             }
             let changed = self
