@@ -46,8 +46,9 @@ use tracing::{debug, info, warn};
 /// How often other processes' writes are read from the history when nothing asks sooner.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 const PAGE: u32 = 4096;
-/// The index answers only if it caught up with the history this recently; a read of the
-/// history taking longer is given up.
+/// A step of the background loop (reading the history, and counting the changes held
+/// back) that takes longer is given up, and the index stops answering until a step
+/// succeeds: it answers from a copy at most this and one [`SYNC_INTERVAL`] old.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 /// How often the changes the feed holds back are counted for the metrics.
 const HELD_INTERVAL: Duration = Duration::from_secs(5);
@@ -64,9 +65,6 @@ pub struct IndexedStore {
     watermark: std::sync::Mutex<FeedPosition>,
     /// The store's change token when the index last caught up.
     synced: AtomicU64,
-    /// When the index last caught up, in milliseconds after `created`.
-    caught_up_at: AtomicU64,
-    created: Instant,
     /// One catch-up at a time.
     catching_up: tokio::sync::Mutex<()>,
     /// Subject ids already asked for, by fingerprint of (address, scope). A subject id
@@ -86,8 +84,6 @@ impl IndexedStore {
             ready: AtomicBool::new(false),
             watermark: std::sync::Mutex::new(watermark),
             synced: AtomicU64::new(0),
-            caught_up_at: AtomicU64::new(0),
-            created: Instant::now(),
             catching_up: tokio::sync::Mutex::new(()),
             subjects: RwLock::new(HashMap::new()),
         });
@@ -98,19 +94,6 @@ impl IndexedStore {
     /// Whether the initial load has finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    /// Whether the index may answer: loaded, and caught up within [`STALE_AFTER`].
-    fn is_fresh(&self) -> bool {
-        self.is_ready()
-            && self
-                .since_created()
-                .saturating_sub(self.caught_up_at.load(Ordering::Acquire))
-                < u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn since_created(&self) -> u64 {
-        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn get(&self, address: &Address, channel: Channel, scope: &Scope) -> Option<ConsentValue> {
@@ -200,8 +183,6 @@ impl IndexedStore {
             }
             if changes.len() < PAGE as usize {
                 self.synced.store(token, Ordering::Release);
-                self.caught_up_at
-                    .store(self.since_created(), Ordering::Release);
                 let metrics = crate::metrics::get();
                 metrics.index_lag.set(0);
                 let entries = self.table.read().unwrap_or_else(|e| e.into_inner()).len();
@@ -242,7 +223,15 @@ async fn maintain(store: Weak<IndexedStore>) {
         let Some(strong) = store.upgrade() else {
             return;
         };
-        let caught_up = match tokio::time::timeout(STALE_AFTER, strong.catch_up()).await {
+        let report_held = held_reported.is_none_or(|at| at.elapsed() >= HELD_INTERVAL);
+        let step = async {
+            strong.catch_up().await?;
+            if report_held {
+                strong.report_held().await;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let caught_up = match tokio::time::timeout(STALE_AFTER, step).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(crate::error_chain(&error)),
             Err(_) => Err(format!("no answer within {STALE_AFTER:?}")),
@@ -255,10 +244,7 @@ async fn maintain(store: Weak<IndexedStore>) {
                 if !was_ready {
                     info!("the consent history is read again; the index answers");
                 }
-                if held_reported.is_none_or(|at| at.elapsed() >= HELD_INTERVAL) {
-                    // Bounded too, so that a server that stopped answering cannot hold
-                    // up the next catch-up.
-                    let _ = tokio::time::timeout(STALE_AFTER, strong.report_held()).await;
+                if report_held {
                     held_reported = Some(Instant::now());
                 }
             }
@@ -278,7 +264,7 @@ impl Lookups for IndexedStore {
         list: &'a Scope,
     ) -> StoreFuture<'a, Vec<(Scope, ConsentValue)>> {
         Box::pin(async move {
-            if !self.is_fresh() {
+            if !self.is_ready() {
                 return self.inner.scoped_values(address, channel, list).await;
             }
             let changed = self
