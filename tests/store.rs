@@ -649,6 +649,17 @@ async fn the_index_stops_answering_from_memory_when_the_database_falls_silent() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The server's side of the silent connections is ended here, not when the test
+    // process exits: one cut inside a statement would hold its snapshot, and with it the
+    // feed of every other test's database on the cluster.
+    let mut conn = db.connect().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 /// The index must answer exactly what the store answers, whatever mix of values, scopes and
