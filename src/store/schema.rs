@@ -9,6 +9,10 @@
 
 use tracing::warn;
 
+/// The highest migration a store records as applied (NULL before the first one); the same
+/// statement on both backends.
+pub(super) const APPLIED: &str = "SELECT max(version) FROM _sqlx_migrations WHERE success";
+
 /// Warns when the store's schema (`applied`, the highest migration it records) is newer
 /// than this build's highest migration, `known`.
 pub(super) fn warn_if_newer(applied: Option<i64>, known: i64) {

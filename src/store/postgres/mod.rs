@@ -98,11 +98,10 @@ impl PostgresStore {
         // only add (see [`super::schema`]).
         migrator.set_ignore_missing(true);
         let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
+        let applied: Option<i64> = sqlx::query_scalar(super::schema::APPLIED)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
         super::schema::warn_if_newer(applied, latest);
         // The daemon's role may lack the rights to change the schema (deploy/postgresql):
         // when the schema is current, nothing is run. `init`, as the owner, brings it up

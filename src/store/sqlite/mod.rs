@@ -71,11 +71,10 @@ impl SqliteStore {
         // A store a newer version migrated (before a downgrade) keeps working: migrations
         // only add (see [`super::schema`]).
         migrator.set_ignore_missing(true);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
+        let applied: Option<i64> = sqlx::query_scalar(super::schema::APPLIED)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
         super::schema::warn_if_newer(
             applied,
             migrator.iter().map(|m| m.version).max().unwrap_or(0),
